@@ -1,0 +1,23 @@
+// Outgoing connections over TCP (names resolved through c-ares) and unix sockets.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/awaitable.hpp>
+
+#include "dstack/base/result.hpp"
+#include "dstack/net/stream.hpp"
+
+namespace dstack::net {
+
+// Host may be a name, an IPv4 literal or an IPv6 literal (with or without brackets).
+asio::awaitable<Result<StreamPtr>> connect_tcp(asio::any_io_executor executor, std::string host, std::uint16_t port,
+                                               std::chrono::milliseconds timeout);
+asio::awaitable<Result<StreamPtr>> connect_unix(asio::any_io_executor executor, std::filesystem::path path,
+                                                std::chrono::milliseconds timeout);
+
+}  // namespace dstack::net

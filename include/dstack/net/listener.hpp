@@ -1,0 +1,44 @@
+// Listening sockets: TCP, unix (with a file mode) and sockets inherited from systemd.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/awaitable.hpp>
+
+#include "dstack/base/result.hpp"
+#include "dstack/net/stream.hpp"
+
+namespace dstack::net {
+
+class Listener {
+public:
+    virtual ~Listener() = default;
+    // Waits for the next connection; ec is set (and nullptr returned) on failure or close().
+    virtual asio::awaitable<StreamPtr> accept(std::error_code& ec) = 0;
+    virtual void close() = 0;
+    // "tcp:127.0.0.1:8090", "unix:/var/run/dstack.sock", "systemd:3"
+    virtual std::string description() const = 0;
+    // The bound TCP port (useful after binding port 0); 0 for other kinds.
+    virtual std::uint16_t local_port() const = 0;
+};
+
+using ListenerPtr = std::unique_ptr<Listener>;
+
+Result<ListenerPtr> listen_tcp(asio::any_io_executor executor, std::string_view host, std::uint16_t port);
+// Removes a stale socket file first; creates the socket with `mode` applied atomically (umask).
+Result<ListenerPtr> listen_unix(asio::any_io_executor executor, const std::filesystem::path& path, unsigned mode);
+// Sockets passed by systemd socket activation (LISTEN_PID / LISTEN_FDS, fds from 3 on).
+// Returns an empty list when the process was not socket-activated.
+Result<std::vector<ListenerPtr>> listen_systemd(asio::any_io_executor executor);
+// One address string, as config files and command lines give it:
+//   "unix:/path[?mode=0660]", "tcp:HOST:PORT", "HOST:PORT", "[::1]:PORT", "systemd:N" (N-th inherited fd)
+Result<ListenerPtr> listen_address(asio::any_io_executor executor, std::string_view address);
+
+}  // namespace dstack::net

@@ -1,0 +1,25 @@
+// applet: agent — its usage text below is also its --help.
+#include "../applet.hpp"
+
+namespace dstack::applets {
+namespace {
+
+constexpr std::string_view usage = R"(usage: dstack agent [OPTIONS]
+
+The guest agent that runs inside each CVM and serves /var/run/dstack.sock
+(quotes, per-app keys, RA-TLS certificates, runtime events) and the legacy
+/var/run/tappd.sock.
+
+Status: not implemented yet. This build only answers --help and --version;
+anything else prints "not implemented yet" and exits with status 2.
+
+Options:
+  -h, --help     show this text
+  --version      show the version of the dstack binary
+)";
+
+}  // namespace
+
+int agent_main(int argc, char** argv) { return not_implemented("agent", usage, argc, argv); }
+
+}  // namespace dstack::applets

@@ -1,0 +1,27 @@
+#include <cstdio>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "applet.hpp"
+#include "dstack/base/version.hpp"
+
+namespace dstack::applets {
+
+int not_implemented(std::string_view name, std::string_view usage, int argc, char** argv) {
+    for (int i = 1; i < argc; ++i) {
+        std::string_view arg = argv[i];
+        if (arg == "--help" || arg == "-h") {
+            fmt::print("{}", usage);
+            return exit_ok;
+        }
+        if (arg == "--version") {
+            fmt::print("{}\n", version_line());
+            return exit_ok;
+        }
+    }
+    fmt::print(stderr, "dstack {}: not implemented yet\n", name);
+    return exit_usage;
+}
+
+}  // namespace dstack::applets
