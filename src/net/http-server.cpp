@@ -1,1 +1,368 @@
-// placeholder: not written yet
+// HTTP/1.1 server connections. Every wait on the peer runs under a deadline enforced by a
+// watchdog that closes the stream: closing works for any Stream (TCP, unix, TLS) without
+// relying on per-operation cancellation support.
+#include "dstack/net/http-server.hpp"
+
+#include <time.h>
+
+#include <algorithm>
+#include <atomic>
+#include <exception>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include "dstack/base/log.hpp"
+#include "stream-watchdog.hpp"
+
+namespace dstack::net::http {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+using net::detail::SharedStream;
+using net::detail::Watchdog;
+using net::detail::WatchdogStopper;
+
+constexpr std::size_t read_chunk = 16 * 1024;
+constexpr std::size_t single_write_limit = 64 * 1024;  // below this, head and body go out together
+constexpr std::size_t refusal_backlog = 64;            // refusals in flight beyond max_connections
+
+bool valid_header_name(std::string_view name) {
+    static constexpr std::string_view extra = "!#$%&'*+-.^_`|~";
+    return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               extra.find(c) != std::string_view::npos;
+    });
+}
+
+bool valid_header_value(std::string_view value) {
+    return std::none_of(value.begin(), value.end(), [](char c) {
+        auto u = static_cast<unsigned char>(c);
+        return (u < 0x20 && u != '\t') || u == 0x7f;
+    });
+}
+
+std::string http_date() {
+    std::time_t now = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&now, &tm);
+    char buffer[64];
+    std::size_t n = std::strftime(buffer, sizeof buffer, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    return std::string(buffer, n);
+}
+
+Response error_response(const ParseError& error) {
+    return Response::json_error(error.status, error.message);
+}
+
+asio::awaitable<bool> write_bytes(Stream& stream, Watchdog& watchdog, std::string_view bytes,
+                                  std::chrono::milliseconds timeout) {
+    std::error_code ec;
+    watchdog.arm(Clock::now() + timeout);
+    co_await stream.write_all(as_bytes(bytes), ec);
+    watchdog.disarm();
+    co_return !ec;
+}
+
+// Writes a response; for HEAD (or a body-less status) the body is counted but not sent.
+asio::awaitable<bool> write_response(Stream& stream, Watchdog& watchdog, Response& response, bool head_only,
+                                     bool close, const ServerOptions& options) {
+    if (!options.server_name.empty() && !response.headers.contains("Server")) {
+        response.headers.add("Server", options.server_name);
+    }
+    bool no_body = head_only || response.status == 204 || response.status == 304 || response.status < 200;
+    std::string out = serialize_response_head(response, response.status == 204 ? 0 : response.body.size(), close);
+    if (no_body) co_return co_await write_bytes(stream, watchdog, out, options.write_timeout);
+    if (response.body.size() <= single_write_limit) {
+        out += response.body;
+        co_return co_await write_bytes(stream, watchdog, out, options.write_timeout);
+    }
+    if (!co_await write_bytes(stream, watchdog, out, options.write_timeout)) co_return false;
+    co_return co_await write_bytes(stream, watchdog, response.body, options.write_timeout);
+}
+
+// After an error response: end our side, then drain a bounded amount of what the client is
+// still sending, so that closing does not turn into a reset that destroys the response.
+asio::awaitable<void> linger_and_close(Stream& stream, Watchdog& watchdog, const ServerOptions& options) {
+    std::error_code ec;
+    watchdog.arm(Clock::now() + options.linger_timeout);
+    co_await stream.shutdown_send(ec);
+    std::size_t drained = 0;
+    std::uint8_t buffer[4096];
+    while (!ec && drained < options.linger_bytes) {
+        drained += co_await stream.read_some(buffer, ec);
+    }
+    stream.close();
+}
+
+asio::awaitable<void> serve_requests(std::shared_ptr<Stream> stream, Watchdog& watchdog, const Handler& handler,
+                                     const ServerOptions& options, const ConnectionInfo& info) {
+    RequestParser parser(options.limits);
+    std::vector<std::uint8_t> buffer(read_chunk);
+    for (;;) {
+        // ---- read one request ----
+        auto status = parser.parse();
+        Clock::time_point request_start{};
+        Clock::time_point headers_done{};
+        std::size_t body_bytes_read = 0;
+        bool continue_sent = false;
+        if (!parser.idle()) request_start = Clock::now();
+        while (status == RequestParser::Status::need_more) {
+            auto now = Clock::now();
+            if (parser.idle()) {
+                watchdog.arm(now + options.idle_timeout);
+            } else {
+                if (request_start == Clock::time_point{}) request_start = now;
+                auto cap = request_start + options.request_timeout;
+                if (!parser.headers_complete()) {
+                    watchdog.arm(std::min(cap, request_start + options.header_timeout));
+                } else {
+                    if (headers_done == Clock::time_point{}) headers_done = now;
+                    auto earned = std::chrono::milliseconds(
+                        options.min_body_rate == 0 ? 0 : body_bytes_read * 1000 / options.min_body_rate);
+                    watchdog.arm(std::min(cap, headers_done + options.body_timeout + earned));
+                    if (!continue_sent && parser.expects_continue() && parser.current().version_minor >= 1) {
+                        continue_sent = true;
+                        static constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
+                        if (!co_await write_bytes(*stream, watchdog, continue_line, options.write_timeout)) co_return;
+                        continue;  // re-arm the read deadline
+                    }
+                }
+            }
+            std::error_code ec;
+            std::size_t n = co_await stream->read_some(buffer, ec);
+            watchdog.disarm();
+            if (n > 0) {
+                if (parser.headers_complete()) body_bytes_read += n;
+                parser.feed(std::string_view(reinterpret_cast<const char*>(buffer.data()), n));
+                status = parser.parse();
+                continue;
+            }
+            if (ec == asio::error::eof && parser.idle()) {
+                // The peer is done (half-close after its last response): close so that clients
+                // waiting for our end, like the JS SDK's, finish.
+                std::error_code ignored;
+                watchdog.arm(Clock::now() + options.write_timeout);
+                co_await stream->shutdown_send(ignored);
+                co_return;
+            }
+            if (watchdog.fired()) {
+                log::debug("http: {}: timed out {}", info.peer,
+                           parser.idle() ? "waiting for a request" : "reading a request");
+            } else if (ec == asio::error::eof) {
+                log::debug("http: {}: connection closed in the middle of a request", info.peer);
+            } else {
+                log::debug("http: {}: read failed: {}", info.peer, ec.message());
+            }
+            co_return;
+        }
+
+        if (status == RequestParser::Status::error) {
+            const auto& error = parser.error();
+            log::debug("http: {}: bad request ({}): {}", info.peer, error.status, error.message);
+            auto response = error_response(error);
+            if (co_await write_response(*stream, watchdog, response, false, true, options)) {
+                co_await linger_and_close(*stream, watchdog, options);
+            }
+            co_return;
+        }
+
+        // ---- answer it ----
+        Request request = parser.take_request();
+        bool keep_alive = request.keep_alive();
+        bool head_only = request.method == "HEAD";
+        Response response;
+        bool failed = false;
+        try {
+            response = co_await handler(request, info);
+        } catch (const std::exception& e) {
+            log::error("http: {}: handler for {} {} failed: {}", info.peer, request.method, request.path, e.what());
+            failed = true;
+        } catch (...) {
+            log::error("http: {}: handler for {} {} failed with a non-standard exception", info.peer, request.method,
+                       request.path);
+            failed = true;
+        }
+        if (failed) response = Response::json_error(500, "internal server error");
+        if (response.headers.has_token("Connection", "close")) keep_alive = false;
+        if (keep_alive && request.version_minor == 0) response.headers.set("Connection", "keep-alive");
+        log::debug("http: {}: {} {} -> {}", info.peer, request.method, request.path, response.status);
+        if (!co_await write_response(*stream, watchdog, response, head_only, !keep_alive, options)) co_return;
+        if (!keep_alive) {
+            std::error_code ignored;
+            watchdog.arm(Clock::now() + options.write_timeout);
+            co_await stream->shutdown_send(ignored);
+            co_return;
+        }
+    }
+}
+
+struct ServerState {
+    Handler handler;
+    ServerOptions options;
+    std::shared_ptr<tls::ServerContext> tls_context;
+    std::string listener;
+    std::atomic<std::size_t> active{0};
+    std::atomic<std::size_t> refusing{0};
+};
+
+// Holds a connection slot for as long as the connection lives.
+struct Slot {
+    std::atomic<std::size_t>& counter;
+    ~Slot() { --counter; }
+};
+
+asio::awaitable<void> serve_shared(std::shared_ptr<Stream> stream, const Handler& handler, const ServerOptions& options,
+                                   ConnectionInfo info) {
+    auto watchdog = std::make_shared<Watchdog>(co_await asio::this_coro::executor);
+    WatchdogStopper stopper{watchdog};
+    watchdog->guard(stream);
+    watchdog->start();
+    co_await serve_requests(stream, *watchdog, handler, options, info);
+    stream->close();
+}
+
+asio::awaitable<void> run_connection(std::shared_ptr<ServerState> state, StreamPtr accepted) {
+    Slot slot{state->active};
+    std::shared_ptr<Stream> transport(std::move(accepted));
+    ConnectionInfo info;
+    info.listener = state->listener;
+    try {
+        info.peer = transport->peer_description();
+        if (!state->tls_context) {
+            co_await serve_shared(transport, state->handler, state->options, info);
+            co_return;
+        }
+        auto watchdog = std::make_shared<Watchdog>(co_await asio::this_coro::executor);
+        WatchdogStopper stopper{watchdog};
+        watchdog->guard(transport);
+        watchdog->start();
+        watchdog->arm(Clock::now() + state->options.tls_handshake_timeout);
+        auto accepted_tls = co_await tls::TlsStream::accept(std::make_unique<SharedStream>(transport), state->tls_context);
+        watchdog->disarm();
+        if (!accepted_tls) {
+            log::debug("http: {}: TLS handshake failed: {}", info.peer,
+                       watchdog->fired() ? std::string("timed out") : accepted_tls.error().message);
+            transport->close();
+            co_return;
+        }
+        watchdog->stop();
+        std::shared_ptr<tls::TlsStream> tls_stream(std::move(*accepted_tls));
+        info.tls = &tls_stream->session();
+        co_await serve_shared(tls_stream, state->handler, state->options, info);
+    } catch (const std::exception& e) {
+        log::error("http: {}: connection failed: {}", info.peer, e.what());
+    } catch (...) {
+        log::error("http: {}: connection failed", info.peer);
+    }
+    transport->close();
+}
+
+asio::awaitable<void> refuse_connection(std::shared_ptr<ServerState> state, StreamPtr accepted) {
+    Slot slot{state->refusing};
+    std::shared_ptr<Stream> stream(std::move(accepted));
+    try {
+        auto watchdog = std::make_shared<Watchdog>(co_await asio::this_coro::executor);
+        WatchdogStopper stopper{watchdog};
+        watchdog->guard(stream);
+        watchdog->start();
+        auto response = Response::json_error(503, "too many connections, try again later");
+        std::string out = serialize_response_head(response, response.body.size(), true) + response.body;
+        if (co_await write_bytes(*stream, *watchdog, out, std::chrono::milliseconds(1000))) {
+            std::error_code ignored;
+            co_await stream->shutdown_send(ignored);
+        }
+    } catch (...) {
+    }
+    stream->close();
+}
+
+}  // namespace
+
+std::string serialize_response_head(const Response& response, std::size_t content_length, bool close) {
+    std::string out = fmt::format("HTTP/1.1 {} {}\r\n", response.status,
+                                  response.reason.empty() ? reason_phrase(response.status) : response.reason);
+    bool has_date = false;
+    for (const auto& h : response.headers) {
+        // Framing is ours alone: a handler's Content-Length or Transfer-Encoding would lie.
+        if (iequals(h.name, "Content-Length") || iequals(h.name, "Transfer-Encoding") || iequals(h.name, "Connection")) {
+            if (iequals(h.name, "Connection") && !close) out += "Connection: " + h.value + "\r\n";
+            continue;
+        }
+        if (!valid_header_name(h.name) || !valid_header_value(h.value)) {
+            log::warn("http: dropping invalid response header field '{}'", h.name);
+            continue;
+        }
+        if (iequals(h.name, "Date")) has_date = true;
+        out += h.name;
+        out += ": ";
+        out += h.value;
+        out += "\r\n";
+    }
+    if (!has_date) out += "Date: " + http_date() + "\r\n";
+    out += fmt::format("Content-Length: {}\r\n", content_length);
+    if (close) out += "Connection: close\r\n";
+    out += "\r\n";
+    return out;
+}
+
+asio::awaitable<void> serve_connection(StreamPtr stream, Handler handler, const ServerOptions& options,
+                                       ConnectionInfo info) {
+    std::shared_ptr<Stream> shared(std::move(stream));
+    try {
+        if (info.peer.empty()) info.peer = shared->peer_description();
+        co_await serve_shared(shared, handler, options, info);
+    } catch (const std::exception& e) {
+        log::error("http: {}: connection failed: {}", info.peer, e.what());
+    } catch (...) {
+        log::error("http: {}: connection failed", info.peer);
+    }
+    shared->close();
+}
+
+asio::awaitable<void> serve(Listener& listener, Handler handler, ServerOptions options,
+                            std::shared_ptr<tls::ServerContext> tls_context) {
+    auto state = std::make_shared<ServerState>();
+    state->handler = std::move(handler);
+    state->options = std::move(options);
+    state->tls_context = std::move(tls_context);
+    state->listener = listener.description();
+    auto executor = co_await asio::this_coro::executor;
+    for (;;) {
+        std::error_code ec;
+        StreamPtr stream = co_await listener.accept(ec);
+        if (ec || !stream) {
+            if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) break;
+            // Out of descriptors and the like: back off instead of spinning, keep serving.
+            log::warn("http: {}: accept failed: {}", state->listener, ec.message());
+            asio::steady_timer pause(executor, 100ms);
+            std::error_code ignored;
+            co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+            continue;
+        }
+        auto strand = asio::make_strand(stream->get_executor());
+        if (state->active.load() >= state->options.max_connections) {
+            if (state->refusing.load() >= refusal_backlog || state->tls_context) {
+                log::warn("http: {}: connection limit reached, dropping {}", state->listener, stream->peer_description());
+                stream->close();
+                continue;
+            }
+            log::warn("http: {}: connection limit ({}) reached, refusing {}", state->listener,
+                      state->options.max_connections, stream->peer_description());
+            ++state->refusing;
+            asio::co_spawn(strand, refuse_connection(state, std::move(stream)), asio::detached);
+            continue;
+        }
+        ++state->active;
+        asio::co_spawn(strand, run_connection(state, std::move(stream)), asio::detached);
+    }
+}
+
+}  // namespace dstack::net::http

@@ -39,6 +39,9 @@ Result<ListenerPtr> listen_unix(asio::any_io_executor executor, const std::files
 Result<std::vector<ListenerPtr>> listen_systemd(asio::any_io_executor executor);
 // One address string, as config files and command lines give it:
 //   "unix:/path[?mode=0660]", "tcp:HOST:PORT", "HOST:PORT", "[::1]:PORT", "systemd:N" (N-th inherited fd)
+// HOST is an IP literal, "localhost" or "*"/empty (any IPv4); unix sockets default to mode 0660;
+// N counts from 0 in LISTEN_FDS order (fd 3 is systemd:0). Each inherited fd can be taken once,
+// by listen_address or listen_systemd (which returns those not yet taken).
 Result<ListenerPtr> listen_address(asio::any_io_executor executor, std::string_view address);
 
 }  // namespace dstack::net

@@ -1,6 +1,7 @@
 // TLS 1.3 / 1.2 over any Stream, on mbedTLS 3.6 (server and client).
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -40,6 +41,8 @@ struct ServerConfig {
     VerifyHook verify_client;       // extra check on the client chain
     Version min_version = Version::tls1_2;
     Version max_version = Version::tls1_3;
+    // The handshake fails (and the transport is closed) when it takes longer than this.
+    std::chrono::milliseconds handshake_timeout{30000};
 };
 
 struct ClientConfig {
@@ -51,6 +54,7 @@ struct ClientConfig {
     VerifyHook verify_server_hook;
     Version min_version = Version::tls1_2;
     Version max_version = Version::tls1_3;
+    std::chrono::milliseconds handshake_timeout{30000};
 };
 
 class ServerContext;

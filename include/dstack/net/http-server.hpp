@@ -1,0 +1,78 @@
+// HTTP/1.1 server: one coroutine per connection, keep-alive, strict limits and timeouts so
+// that no single client can hold resources that others need.
+//
+// Responses always carry Content-Length and are never chunked: the JS SDK's hand-written
+// unix-socket client cannot read anything else (spec/agent.md §1 item 6). For the same
+// client, a connection is closed as soon as the peer half-closes after a complete exchange.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <asio/awaitable.hpp>
+
+#include "dstack/net/http-parser.hpp"
+#include "dstack/net/http.hpp"
+#include "dstack/net/listener.hpp"
+#include "dstack/net/stream.hpp"
+#include "dstack/net/tls.hpp"
+
+namespace dstack::net::http {
+
+struct ServerOptions {
+    // Not an aggregate on purpose: g++ 12 miscompiles aggregate temporaries ("{}", default
+    // arguments) inside coroutines, destroying garbage; a declared constructor avoids that.
+    ServerOptions() = default;
+
+    ParserLimits limits;
+    // Waiting for the first byte of a request (a new connection, or between keep-alive requests).
+    std::chrono::milliseconds idle_timeout{10'000};
+    // From the first byte of a request until its header section is complete.
+    std::chrono::milliseconds header_timeout{10'000};
+    // Body reading: a grace period, extended by one second for every `min_body_rate` bytes
+    // received, so slow-but-honest uploads finish and a byte-a-second trickle is cut off.
+    std::chrono::milliseconds body_timeout{10'000};
+    std::size_t min_body_rate = 64 * 1024;  // bytes per second
+    // Hard cap on reading one request, first byte to last.
+    std::chrono::milliseconds request_timeout{120'000};
+    // Writing one response (a client that stops reading).
+    std::chrono::milliseconds write_timeout{30'000};
+    std::chrono::milliseconds tls_handshake_timeout{10'000};
+    // After an error response, how long and how much we keep reading (and dropping) so the
+    // client sees the response instead of a reset caused by unread data.
+    std::chrono::milliseconds linger_timeout{1'000};
+    std::size_t linger_bytes = 256 * 1024;
+    // Connections served at once by serve(); more are answered 503 (plain) or closed (TLS).
+    std::size_t max_connections = 1024;
+    std::string server_name;  // "Server:" header value; empty: none
+};
+
+// What a handler may want to know about the connection a request came on.
+struct ConnectionInfo {
+    ConnectionInfo() = default;  // not an aggregate: see ServerOptions
+
+    std::string peer;                         // "unix:/run/x.sock", "tcp:1.2.3.4:5678"; logs only
+    std::string listener;                     // the listener's description, when served by serve()
+    const tls::SessionInfo* tls = nullptr;    // null on plain connections
+};
+
+// A handler's exceptions are caught and answered with 500; they never end the server.
+using Handler = std::function<asio::awaitable<Response>(Request&, const ConnectionInfo&)>;
+
+// Serves requests on one connection until it ends. Never throws.
+asio::awaitable<void> serve_connection(StreamPtr stream, Handler handler, const ServerOptions& options,
+                                       ConnectionInfo info = {});
+
+// Accepts connections until the listener is closed, serving each in its own coroutine on its own
+// strand. With a TLS context, each connection first completes a TLS handshake.
+// `handler` and the options are copied and shared by all connections.
+asio::awaitable<void> serve(Listener& listener, Handler handler, ServerOptions options,
+                            std::shared_ptr<tls::ServerContext> tls_context = nullptr);
+
+// The wire form of a response head, as serve_connection writes it (exposed for tests).
+std::string serialize_response_head(const Response& response, std::size_t content_length, bool close);
+
+}  // namespace dstack::net::http

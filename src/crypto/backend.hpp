@@ -1,0 +1,36 @@
+// Internal to the crypto layer: backend initialisation and error wording shared by its files.
+#pragma once
+
+#include <string_view>
+
+#include <psa/crypto.h>
+
+#include "dstack/base/result.hpp"
+
+namespace dstack::crypto::detail {
+
+Result<void> ensure_psa();     // psa_crypto_init once, thread-safe
+Result<void> ensure_sodium();  // sodium_init once, thread-safe
+
+Error psa_error(std::string_view what, psa_status_t status);
+Error mbedtls_error(std::string_view what, int code);
+
+// For mbedTLS functions that take an f_rng callback: draws from PSA's DRBG.
+int mbedtls_rng(void* context, unsigned char* out, std::size_t size);
+
+// Owns a volatile PSA key and destroys it on scope exit.
+class ScopedPsaKey {
+public:
+    ScopedPsaKey() = default;
+    explicit ScopedPsaKey(psa_key_id_t id) : id_(id) {}
+    ScopedPsaKey(const ScopedPsaKey&) = delete;
+    ScopedPsaKey& operator=(const ScopedPsaKey&) = delete;
+    ~ScopedPsaKey() { if (id_ != 0) psa_destroy_key(id_); }
+    psa_key_id_t get() const { return id_; }
+    psa_key_id_t* out() { return &id_; }
+
+private:
+    psa_key_id_t id_ = 0;
+};
+
+}  // namespace dstack::crypto::detail

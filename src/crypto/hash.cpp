@@ -1,0 +1,80 @@
+#include "dstack/crypto/hash.hpp"
+
+#include <cstdlib>
+
+#include "backend.hpp"
+#include "dstack/base/log.hpp"
+
+namespace dstack::crypto {
+namespace {
+
+psa_algorithm_t psa_hash_alg(HashAlgorithm algorithm) {
+    switch (algorithm) {
+        case HashAlgorithm::sha256: return PSA_ALG_SHA_256;
+        case HashAlgorithm::sha384: return PSA_ALG_SHA_384;
+        case HashAlgorithm::sha512: return PSA_ALG_SHA_512;
+    }
+    return PSA_ALG_SHA_256;
+}
+
+// Hashing fixed algorithms of in-memory data only fails on a broken build; stop loudly.
+void require(psa_status_t status, const char* what) {
+    if (status == PSA_SUCCESS) return;
+    log::error("fatal: {} failed (PSA status {})", what, static_cast<int>(status));
+    std::abort();
+}
+
+void require_psa() {
+    if (auto ready = detail::ensure_psa(); !ready) {
+        log::error("fatal: {}", ready.error().message);
+        std::abort();
+    }
+}
+
+}  // namespace
+
+std::size_t digest_size(HashAlgorithm algorithm) {
+    return PSA_HASH_LENGTH(psa_hash_alg(algorithm));
+}
+
+Bytes hash(HashAlgorithm algorithm, ByteView data) {
+    require_psa();
+    Bytes out(digest_size(algorithm));
+    std::size_t length = 0;
+    require(psa_hash_compute(psa_hash_alg(algorithm), data.data(), data.size(), out.data(), out.size(), &length),
+            "psa_hash_compute");
+    return out;
+}
+
+Bytes sha256(ByteView data) { return hash(HashAlgorithm::sha256, data); }
+Bytes sha384(ByteView data) { return hash(HashAlgorithm::sha384, data); }
+Bytes sha512(ByteView data) { return hash(HashAlgorithm::sha512, data); }
+
+struct Hasher::State {
+    HashAlgorithm algorithm;
+    psa_hash_operation_t operation = PSA_HASH_OPERATION_INIT;
+    ~State() { psa_hash_abort(&operation); }
+};
+
+Hasher::Hasher(HashAlgorithm algorithm) : state_(std::make_unique<State>()) {
+    require_psa();
+    state_->algorithm = algorithm;
+    require(psa_hash_setup(&state_->operation, psa_hash_alg(algorithm)), "psa_hash_setup");
+}
+Hasher::Hasher(Hasher&&) noexcept = default;
+Hasher& Hasher::operator=(Hasher&&) noexcept = default;
+Hasher::~Hasher() = default;
+
+Hasher& Hasher::update(ByteView data) {
+    require(psa_hash_update(&state_->operation, data.data(), data.size()), "psa_hash_update");
+    return *this;
+}
+
+Bytes Hasher::finish() {
+    Bytes out(digest_size(state_->algorithm));
+    std::size_t length = 0;
+    require(psa_hash_finish(&state_->operation, out.data(), out.size(), &length), "psa_hash_finish");
+    return out;
+}
+
+}  // namespace dstack::crypto

@@ -1,0 +1,187 @@
+// TLS configuration: PEM parsing, trust anchors, ALPN and versions, turned into mbedTLS configs.
+#include "tls-context.hpp"
+
+#include <mbedtls/error.h>
+// psa_util.h declares mbedtls_psa_get_random without C linkage for C++ callers.
+extern "C" {
+#include <mbedtls/psa_util.h>
+}
+#include <psa/crypto.h>
+
+#include <mutex>
+
+#include "dstack/base/log.hpp"
+
+namespace dstack::net::tls {
+
+namespace {
+
+// TLS 1.3 in mbedTLS runs on PSA; psa_crypto_init is idempotent but not safe to race.
+Result<void> ensure_psa_initialized() {
+    static std::once_flag once;
+    static psa_status_t status = PSA_ERROR_BAD_STATE;
+    std::call_once(once, [] { status = psa_crypto_init(); });
+    if (status != PSA_SUCCESS) return make_error("PSA crypto initialisation failed (status {})", int(status));
+    return {};
+}
+
+int protocol_version(Version version) {
+    return version == Version::tls1_3 ? MBEDTLS_SSL_VERSION_TLS1_3 : MBEDTLS_SSL_VERSION_TLS1_2;
+}
+
+Result<void> configure_common(ContextCore& core, int endpoint, Version min_version, Version max_version,
+                              const std::vector<std::string>& alpn) {
+    DSTACK_CHECK(ensure_psa_initialized());
+    int ret = mbedtls_ssl_config_defaults(&core.config, endpoint, MBEDTLS_SSL_TRANSPORT_STREAM,
+                                          MBEDTLS_SSL_PRESET_DEFAULT);
+    if (ret != 0) return make_error("TLS configuration: {}", mbedtls_error_text(ret));
+    mbedtls_ssl_conf_rng(&core.config, mbedtls_psa_get_random, MBEDTLS_PSA_RANDOM_STATE);
+    if (protocol_version(min_version) > protocol_version(max_version))
+        return make_error("TLS configuration: min_version is above max_version");
+    mbedtls_ssl_conf_min_tls_version(&core.config, static_cast<mbedtls_ssl_protocol_version>(protocol_version(min_version)));
+    mbedtls_ssl_conf_max_tls_version(&core.config, static_cast<mbedtls_ssl_protocol_version>(protocol_version(max_version)));
+    // We never resume sessions; tickets would only add state to keep right.
+    mbedtls_ssl_conf_session_tickets(&core.config, MBEDTLS_SSL_SESSION_TICKETS_DISABLED);
+
+    for (auto& protocol : alpn) {
+        if (protocol.empty() || protocol.size() > 255)
+            return make_error("TLS configuration: ALPN protocol '{}' must be 1 to 255 bytes", protocol);
+    }
+    if (!alpn.empty()) {
+        core.alpn = alpn;
+        for (auto& protocol : core.alpn) core.alpn_list.push_back(protocol.c_str());
+        core.alpn_list.push_back(nullptr);
+        ret = mbedtls_ssl_conf_alpn_protocols(&core.config, core.alpn_list.data());
+        if (ret != 0) return make_error("TLS configuration: ALPN: {}", mbedtls_error_text(ret));
+    }
+    return {};
+}
+
+Result<void> use_identity(ContextCore& core, const CertifiedKey& certified_key, std::string_view what) {
+    auto identity = parse_identity(certified_key);
+    if (!identity) return std::move(identity).take_error().context(what);
+    core.identity = std::move(identity).value();
+    int ret = mbedtls_ssl_conf_own_cert(&core.config, &core.identity->certificates.chain, &core.identity->key);
+    if (ret != 0) return make_error("{}: {}", what, mbedtls_error_text(ret));
+    return {};
+}
+
+}  // namespace
+
+std::string mbedtls_error_text(int code) {
+    char text[256] = {};
+    mbedtls_strerror(code, text, sizeof text);
+    return text;
+}
+
+namespace {
+
+Result<void> parse_certificates_into(mbedtls_x509_crt& chain, const std::string& pem, std::string_view what) {
+    if (pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos)
+        return make_error("{}: no PEM certificate found", what);
+    // The PEM parser wants the terminating NUL counted in the length.
+    int ret = mbedtls_x509_crt_parse(&chain, reinterpret_cast<const unsigned char*>(pem.c_str()), pem.size() + 1);
+    if (ret < 0) return make_error("{}: {}", what, mbedtls_error_text(ret));
+    if (ret > 0) return make_error("{}: {} certificate(s) could not be parsed", what, ret);
+    return {};
+}
+
+}  // namespace
+
+Result<std::unique_ptr<CertificateChain>> parse_certificates(const std::string& pem, std::string_view what) {
+    auto chain = std::make_unique<CertificateChain>();
+    DSTACK_CHECK(parse_certificates_into(chain->chain, pem, what));
+    return chain;
+}
+
+Result<std::shared_ptr<Identity>> parse_identity(const CertifiedKey& certified_key) {
+    auto identity = std::make_shared<Identity>();
+    DSTACK_CHECK(parse_certificates_into(identity->certificates.chain, certified_key.chain_pem, "certificate chain"));
+    if (certified_key.key_pem.empty()) return make_error("private key: empty");
+    int ret = mbedtls_pk_parse_key(&identity->key, reinterpret_cast<const unsigned char*>(certified_key.key_pem.c_str()),
+                                   certified_key.key_pem.size() + 1, nullptr, 0, mbedtls_psa_get_random,
+                                   MBEDTLS_PSA_RANDOM_STATE);
+    if (ret != 0) return make_error("private key: {}", mbedtls_error_text(ret));
+    ret = mbedtls_pk_check_pair(&identity->certificates.chain.pk, &identity->key, mbedtls_psa_get_random,
+                                MBEDTLS_PSA_RANDOM_STATE);
+    if (ret != 0) return make_error("private key does not belong to the first certificate of the chain");
+    return identity;
+}
+
+Result<std::shared_ptr<Identity>> ServerContext::identity_for(std::string_view server_name) {
+    if (!choose_certificate) return std::shared_ptr<Identity>();
+    auto chosen = choose_certificate(server_name);
+    if (!chosen) return std::shared_ptr<Identity>();
+    std::lock_guard lock(cache_mutex_);
+    if (auto it = cache_.find(server_name); it != cache_.end() && it->second.source.chain_pem == chosen->chain_pem &&
+                                            it->second.source.key_pem == chosen->key_pem)
+        return it->second.identity;
+    auto identity = parse_identity(*chosen);
+    if (!identity) return std::move(identity).take_error().context(fmt::format("certificate for '{}'", server_name));
+    // Names come from clients: bound the cache so they cannot grow it without limit.
+    if (cache_.size() >= 1024) cache_.clear();
+    cache_[std::string(server_name)] = Cached{std::move(*chosen), *identity};
+    return identity;
+}
+
+Result<std::shared_ptr<ServerContext>> make_server_context(ServerConfig config) {
+    auto context = std::make_shared<ServerContext>();
+    auto& core = context->core;
+    DSTACK_CHECK(configure_common(core, MBEDTLS_SSL_IS_SERVER, config.min_version, config.max_version, config.alpn));
+    DSTACK_CHECK(use_identity(core, config.certificate, "server certificate"));
+    context->client_auth = config.client_auth;
+    context->choose_certificate = std::move(config.choose_certificate);
+    core.verify_hook = std::move(config.verify_client);
+    core.handshake_timeout = config.handshake_timeout;
+
+    int authmode = MBEDTLS_SSL_VERIFY_NONE;
+    if (config.client_auth != ClientAuth::none) {
+        if (!config.client_ca_pem.empty()) {
+            auto anchors = parse_certificates(config.client_ca_pem, "client CA certificates");
+            if (!anchors) return std::move(anchors).take_error();
+            core.trust_anchors = std::move(anchors).value();
+            mbedtls_ssl_conf_ca_chain(&core.config, &core.trust_anchors->chain, nullptr);
+        } else if (core.verify_hook) {
+            core.hook_only = true;
+        } else {
+            return make_error("TLS server: client authentication needs client_ca_pem or a verify hook");
+        }
+        // Without anchors mbedTLS would refuse every chain; the hook then decides after the handshake.
+        bool enforce_in_handshake = config.client_auth == ClientAuth::required && !core.hook_only;
+        authmode = enforce_in_handshake ? MBEDTLS_SSL_VERIFY_REQUIRED : MBEDTLS_SSL_VERIFY_OPTIONAL;
+    }
+    mbedtls_ssl_conf_authmode(&core.config, authmode);
+    mbedtls_ssl_conf_sni(&core.config, on_server_name, context.get());
+    return context;
+}
+
+Result<std::shared_ptr<ClientContext>> make_client_context(ClientConfig config) {
+    auto context = std::make_shared<ClientContext>();
+    auto& core = context->core;
+    DSTACK_CHECK(configure_common(core, MBEDTLS_SSL_IS_CLIENT, config.min_version, config.max_version, config.alpn));
+    if (config.client_certificate) DSTACK_CHECK(use_identity(core, *config.client_certificate, "client certificate"));
+    context->server_name = std::move(config.server_name);
+    context->verify_server = config.verify_server;
+    core.verify_hook = std::move(config.verify_server_hook);
+    core.handshake_timeout = config.handshake_timeout;
+
+    int authmode = MBEDTLS_SSL_VERIFY_NONE;
+    if (config.verify_server) {
+        if (!config.ca_pem.empty()) {
+            auto anchors = parse_certificates(config.ca_pem, "CA certificates");
+            if (!anchors) return std::move(anchors).take_error();
+            core.trust_anchors = std::move(anchors).value();
+            mbedtls_ssl_conf_ca_chain(&core.config, &core.trust_anchors->chain, nullptr);
+            authmode = MBEDTLS_SSL_VERIFY_REQUIRED;
+        } else if (core.verify_hook) {
+            core.hook_only = true;
+            authmode = MBEDTLS_SSL_VERIFY_OPTIONAL;
+        } else {
+            return make_error("TLS client: verifying the server needs ca_pem or a verify hook (or verify_server = false)");
+        }
+    }
+    mbedtls_ssl_conf_authmode(&core.config, authmode);
+    return context;
+}
+
+}  // namespace dstack::net::tls

@@ -1,0 +1,93 @@
+// Internal to the TLS implementation: the parsed, immutable state behind ServerContext and
+// ClientContext, shared by every connection made from them.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <mbedtls/pk.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
+
+#include "dstack/net/tls.hpp"
+
+namespace dstack::net::tls {
+
+// mbedTLS's error text for a (negative) error code.
+std::string mbedtls_error_text(int code);
+
+// Certificates that mbedTLS points into; pinned on the heap for as long as any user lives.
+struct CertificateChain {
+    mbedtls_x509_crt chain;
+    CertificateChain() { mbedtls_x509_crt_init(&chain); }
+    ~CertificateChain() { mbedtls_x509_crt_free(&chain); }
+    CertificateChain(const CertificateChain&) = delete;
+    CertificateChain& operator=(const CertificateChain&) = delete;
+};
+
+struct Identity {
+    CertificateChain certificates;
+    mbedtls_pk_context key;
+    Identity() { mbedtls_pk_init(&key); }
+    ~Identity() { mbedtls_pk_free(&key); }
+    Identity(const Identity&) = delete;
+    Identity& operator=(const Identity&) = delete;
+};
+
+Result<std::unique_ptr<CertificateChain>> parse_certificates(const std::string& pem, std::string_view what);
+Result<std::shared_ptr<Identity>> parse_identity(const CertifiedKey& certified_key);
+
+// mbedTLS's SNI callback (defined with the connection, whose state it fills in).
+int on_server_name(void* server_context, mbedtls_ssl_context* ssl, const unsigned char* name, std::size_t length);
+
+// What both sides share: the mbedTLS configuration and the storage it points to.
+struct ContextCore {
+    mbedtls_ssl_config config;
+    std::vector<std::string> alpn;
+    std::vector<const char*> alpn_list;  // null-terminated view of `alpn`, as mbedTLS wants it
+    std::shared_ptr<Identity> identity;
+    std::unique_ptr<CertificateChain> trust_anchors;
+    VerifyHook verify_hook;
+    // No trust anchors, so the chain cannot be anchored: only the hook decides (RA-TLS).
+    bool hook_only = false;
+    std::chrono::milliseconds handshake_timeout{30000};
+
+    ContextCore() { mbedtls_ssl_config_init(&config); }
+    ~ContextCore() { mbedtls_ssl_config_free(&config); }
+    ContextCore(const ContextCore&) = delete;
+    ContextCore& operator=(const ContextCore&) = delete;
+};
+
+}  // namespace dstack::net::tls
+
+namespace dstack::net::tls {
+
+class ServerContext {
+public:
+    ContextCore core;
+    ClientAuth client_auth = ClientAuth::none;
+    std::function<std::optional<CertifiedKey>(std::string_view)> choose_certificate;
+
+    // The certificate chosen for a server name, parsed once while the choice stays the same.
+    Result<std::shared_ptr<Identity>> identity_for(std::string_view server_name);
+
+private:
+    struct Cached {
+        CertifiedKey source;
+        std::shared_ptr<Identity> identity;
+    };
+    std::mutex cache_mutex_;
+    std::map<std::string, Cached, std::less<>> cache_;
+};
+
+class ClientContext {
+public:
+    ContextCore core;
+    std::string server_name;
+    bool verify_server = true;
+};
+
+}  // namespace dstack::net::tls
