@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "backend.hpp"
+#include "dstack/crypto/hash.hpp"
 #include "dstack/base/log.hpp"
 
 namespace dstack::crypto {
@@ -30,6 +31,14 @@ Bytes hmac(HashAlgorithm algorithm, ByteView key, ByteView data) {
     // same key as none (RFC 2104 §2).
     static const std::uint8_t zero = 0;
     if (key.empty()) key = ByteView(&zero, 1);
+    // Keys longer than the hash's block size are hashed first (RFC 2104 §2): same result, and
+    // PSA refuses very long keys, which callers may pass (an HKDF salt comes from outside).
+    Bytes hashed_key;
+    const std::size_t block_size = algorithm == HashAlgorithm::sha256 ? 64 : 128;
+    if (key.size() > block_size) {
+        hashed_key = hash(algorithm, key);
+        key = hashed_key;
+    }
 
     const psa_algorithm_t alg = PSA_ALG_HMAC(psa_hash_alg(algorithm));
     psa_key_attributes_t attributes = PSA_KEY_ATTRIBUTES_INIT;

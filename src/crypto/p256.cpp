@@ -1,5 +1,9 @@
 #include "dstack/crypto/p256.hpp"
 
+#include <cstdlib>
+
+#include "dstack/base/log.hpp"
+
 // mbedTLS 3.6 declares these helpers without C linkage for C++.
 extern "C" {
 #include <mbedtls/psa_util.h>
@@ -102,8 +106,12 @@ Result<P256PrivateKey> P256PrivateKey::from_scalar(ByteView scalar) {
 Bytes P256PrivateKey::scalar() const {
     Bytes out(p256_scalar_size);
     std::size_t length = 0;
-    // The key was created exportable; this cannot fail short of memory corruption.
-    if (psa_export_key(impl_->id, out.data(), out.size(), &length) != PSA_SUCCESS) out.assign(p256_scalar_size, 0);
+    // The key was created exportable; a failure means a broken library or memory, and carrying on
+    // with a made-up scalar would derive predictable keys: stop instead.
+    if (psa_export_key(impl_->id, out.data(), out.size(), &length) != PSA_SUCCESS || length != p256_scalar_size) {
+        log::error("fatal: exporting a P-256 private key from PSA failed");
+        std::abort();
+    }
     return out;
 }
 

@@ -38,6 +38,8 @@ Result<std::vector<PemBlock>> pem_decode_all(std::string_view text) {
             body += c;
         }
         auto der = base64_decode(body);
+        // The body may encode a private key: do not leave its text behind in freed memory.
+        wipe({reinterpret_cast<std::uint8_t*>(body.data()), body.size()});
         if (!der) return std::move(der).take_error().context(fmt::format("PEM \"{}\" body", label));
         blocks.push_back({std::move(label), std::move(*der)});
         position = end + end_line.size();

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/un.h>
 
+#include <atomic>
 #include <memory>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include <asio/local/stream_protocol.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 #include <fmt/format.h>
 
@@ -33,8 +35,19 @@ std::string host_port(const std::string& host, std::uint16_t port) {
     return fmt::format("{}:{}", host, port);
 }
 
-// Connects `socket` (shared with the timer's handler, which may run after this frame is gone)
-// unless the deadline passes first; a timeout is reported as asio::error::timed_out.
+// What the deadline timer's handler shares with connect_before. The timer lives on the
+// coroutine's own executor (its strand), so its handler is serialized with the coroutine; `done`
+// is set (on that strand) before the socket can be handed on, and the handler then leaves it
+// alone. Atomics keep it sound even on an executor that is not a strand.
+template <typename Socket>
+struct ConnectWatch {
+    std::shared_ptr<Socket> socket;
+    std::atomic<bool> done{false};
+    std::atomic<bool> expired{false};
+};
+
+// Connects `socket` unless the deadline passes first; a timeout is reported as
+// asio::error::timed_out.
 template <typename Socket>
 asio::awaitable<std::error_code> connect_before(std::shared_ptr<Socket> socket,
                                                 typename Socket::endpoint_type endpoint, Clock::time_point deadline) {
@@ -43,17 +56,28 @@ asio::awaitable<std::error_code> connect_before(std::shared_ptr<Socket> socket,
     socket->open(endpoint.protocol(), ec);
     if (ec) co_return ec;
     set_cloexec(socket->native_handle());
-    auto expired = std::make_shared<bool>(false);
-    asio::steady_timer timer(socket->get_executor(), deadline);
-    timer.async_wait([socket, expired](std::error_code wait_error) {
-        if (wait_error) return;
-        *expired = true;
+    auto watch = std::make_shared<ConnectWatch<Socket>>();
+    watch->socket = socket;
+    asio::steady_timer timer(co_await asio::this_coro::executor, deadline);
+    timer.async_wait([watch](std::error_code wait_error) {
+        if (wait_error || watch->done) return;
+        watch->expired = true;
         std::error_code ignored;
-        socket->cancel(ignored);
+        watch->socket->cancel(ignored);
     });
-    co_await socket->async_connect(endpoint, asio::redirect_error(asio::use_awaitable, ec));
-    timer.cancel();
-    if (*expired && (ec == asio::error::operation_aborted || !ec)) {
+    struct Stop {
+        ConnectWatch<Socket>& watch;
+        asio::steady_timer& timer;
+        ~Stop() {
+            watch.done = true;
+            timer.cancel();
+        }
+    };
+    {
+        Stop stop{*watch, timer};
+        co_await socket->async_connect(endpoint, asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (watch->expired && (ec == asio::error::operation_aborted || !ec)) {
         std::error_code ignored;
         socket->close(ignored);
         co_return asio::error::timed_out;

@@ -2,6 +2,7 @@
 // callers (KMS webhooks, ACME, the CLI talking to local sockets) make few, small requests.
 #include "dstack/net/http-client.hpp"
 
+#include <algorithm>
 #include <charconv>
 
 #include <asio/co_spawn.hpp>
@@ -41,6 +42,16 @@ bool valid_target(std::string_view target) {
     });
 }
 
+// A host as it may appear in the Host header and in messages: a DNS name, an IPv4 literal or
+// an IPv6 literal (without brackets, with an optional zone). Anything else could smuggle
+// header or request-line syntax.
+bool valid_host(std::string_view host) {
+    return !host.empty() && std::all_of(host.begin(), host.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+               c == '_' || c == '~' || c == ':' || c == '%';
+    });
+}
+
 std::string build_request_head(const Endpoint& endpoint, const Request& request, const ClientOptions& options) {
     std::string target = request.target.empty() ? request.path + (request.has_query ? "?" + request.query : "")
                                                  : request.target;
@@ -63,6 +74,7 @@ std::string build_request_head(const Endpoint& endpoint, const Request& request,
     return out;
 }
 
+// A ready context is used as it is: its own server_name is the name checked (see ClientOptions).
 Result<std::shared_ptr<tls::ClientContext>> client_context(const Endpoint& endpoint, const ClientOptions& options) {
     if (options.tls_context) return options.tls_context;
     if (!options.tls_config) return make_error("https needs a TLS client configuration (trust anchors)");
@@ -83,6 +95,13 @@ asio::awaitable<Result<Response>> exchange(asio::any_io_executor executor, Endpo
     if (request.method.empty() || request.method.find_first_of(" \r\n") != std::string::npos ||
         !valid_target(request.target)) {
         co_return make_error("invalid request line");
+    }
+    // path and query make the target when no target is given; they go on the request line too.
+    if (request.target.empty() && (!valid_target(request.path) || !valid_target(request.query))) {
+        co_return make_error("invalid request line: bad characters in the path or query");
+    }
+    if (endpoint.kind == Endpoint::Kind::tcp && !valid_host(endpoint.host)) {
+        co_return make_error("invalid host '{}'", endpoint.host);
     }
 
     auto deadline = Clock::now() + options.total_timeout;
@@ -249,6 +268,7 @@ Result<Url> parse_url(std::string_view url) {
             if (colon != std::string_view::npos) port_text = authority.substr(colon + 1);
         }
         if (host.empty()) return make_error("'{}': missing host", url);
+        if (!valid_host(host)) return make_error("'{}': invalid characters in the host", url);
         std::uint16_t port = tls ? 443 : 80;
         if (!port_text.empty()) {
             auto parsed = parse_port(port_text);

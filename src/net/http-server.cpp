@@ -58,6 +58,37 @@ std::string http_date() {
     return std::string(buffer, n);
 }
 
+// The request-body bytes one request holds against the server-wide budget, given back when the
+// request is done (however it ends).
+class BodyReservation {
+public:
+    BodyReservation(std::atomic<std::size_t>& in_flight, std::size_t limit) : in_flight_(in_flight), limit_(limit) {}
+    ~BodyReservation() { release(); }
+    BodyReservation(const BodyReservation&) = delete;
+    BodyReservation& operator=(const BodyReservation&) = delete;
+
+    // Grows the reservation to `total` bytes; false (holding what it held) when over budget.
+    bool reserve(std::uint64_t total) {
+        if (total <= held_) return true;
+        std::uint64_t extra = total - held_;
+        std::size_t current = in_flight_.load();
+        do {
+            if (current > limit_ || extra > limit_ - current) return false;
+        } while (!in_flight_.compare_exchange_weak(current, current + static_cast<std::size_t>(extra)));
+        held_ = static_cast<std::size_t>(total);
+        return true;
+    }
+    void release() {
+        if (held_ != 0) in_flight_ -= held_;
+        held_ = 0;
+    }
+
+private:
+    std::atomic<std::size_t>& in_flight_;
+    std::size_t limit_;
+    std::size_t held_ = 0;
+};
+
 Response error_response(const ParseError& error) {
     return Response::json_error(error.status, error.message);
 }
@@ -103,18 +134,25 @@ asio::awaitable<void> linger_and_close(Stream& stream, Watchdog& watchdog, const
 }
 
 asio::awaitable<void> serve_requests(std::shared_ptr<Stream> stream, Watchdog& watchdog, const Handler& handler,
-                                     const ServerOptions& options, const ConnectionInfo& info) {
+                                     const ServerOptions& options, const ConnectionInfo& info,
+                                     std::atomic<std::size_t>& body_in_flight) {
     RequestParser parser(options.limits);
     std::vector<std::uint8_t> buffer(read_chunk);
     for (;;) {
         // ---- read one request ----
+        BodyReservation reservation(body_in_flight, options.max_total_body_bytes);
+        auto within_budget = [&] {
+            if (!parser.headers_complete()) return true;
+            return reservation.reserve(std::max<std::uint64_t>(parser.content_length(), parser.body_size()));
+        };
         auto status = parser.parse();
+        bool over_budget = status != RequestParser::Status::error && !within_budget();
         Clock::time_point request_start{};
         Clock::time_point headers_done{};
         std::size_t body_bytes_read = 0;
         bool continue_sent = false;
         if (!parser.idle()) request_start = Clock::now();
-        while (status == RequestParser::Status::need_more) {
+        while (status == RequestParser::Status::need_more && !over_budget) {
             auto now = Clock::now();
             if (parser.idle()) {
                 watchdog.arm(now + options.idle_timeout);
@@ -143,6 +181,7 @@ asio::awaitable<void> serve_requests(std::shared_ptr<Stream> stream, Watchdog& w
                 if (parser.headers_complete()) body_bytes_read += n;
                 parser.feed(std::string_view(reinterpret_cast<const char*>(buffer.data()), n));
                 status = parser.parse();
+                over_budget = status != RequestParser::Status::error && !within_budget();
                 continue;
             }
             if (ec == asio::error::eof && parser.idle()) {
@@ -160,6 +199,16 @@ asio::awaitable<void> serve_requests(std::shared_ptr<Stream> stream, Watchdog& w
                 log::debug("http: {}: connection closed in the middle of a request", info.peer);
             } else {
                 log::debug("http: {}: read failed: {}", info.peer, ec.message());
+            }
+            co_return;
+        }
+
+        if (over_budget) {
+            log::warn("http: {}: request bodies in flight would exceed {} bytes; refusing a request", info.peer,
+                      options.max_total_body_bytes);
+            auto response = Response::json_error(503, "server busy: too much request data in flight, try again later");
+            if (co_await write_response(*stream, watchdog, response, false, true, options)) {
+                co_await linger_and_close(*stream, watchdog, options);
             }
             co_return;
         }
@@ -211,6 +260,7 @@ struct ServerState {
     std::string listener;
     std::atomic<std::size_t> active{0};
     std::atomic<std::size_t> refusing{0};
+    std::atomic<std::size_t> body_in_flight{0};  // against options.max_total_body_bytes
 };
 
 // Holds a connection slot for as long as the connection lives.
@@ -220,12 +270,12 @@ struct Slot {
 };
 
 asio::awaitable<void> serve_shared(std::shared_ptr<Stream> stream, const Handler& handler, const ServerOptions& options,
-                                   ConnectionInfo info) {
+                                   ConnectionInfo info, std::atomic<std::size_t>& body_in_flight) {
     auto watchdog = std::make_shared<Watchdog>(co_await asio::this_coro::executor);
     WatchdogStopper stopper{watchdog};
     watchdog->guard(stream);
     watchdog->start();
-    co_await serve_requests(stream, *watchdog, handler, options, info);
+    co_await serve_requests(stream, *watchdog, handler, options, info, body_in_flight);
     stream->close();
 }
 
@@ -237,7 +287,7 @@ asio::awaitable<void> run_connection(std::shared_ptr<ServerState> state, StreamP
     try {
         info.peer = transport->peer_description();
         if (!state->tls_context) {
-            co_await serve_shared(transport, state->handler, state->options, info);
+            co_await serve_shared(transport, state->handler, state->options, info, state->body_in_flight);
             co_return;
         }
         auto watchdog = std::make_shared<Watchdog>(co_await asio::this_coro::executor);
@@ -256,7 +306,7 @@ asio::awaitable<void> run_connection(std::shared_ptr<ServerState> state, StreamP
         watchdog->stop();
         std::shared_ptr<tls::TlsStream> tls_stream(std::move(*accepted_tls));
         info.tls = &tls_stream->session();
-        co_await serve_shared(tls_stream, state->handler, state->options, info);
+        co_await serve_shared(tls_stream, state->handler, state->options, info, state->body_in_flight);
     } catch (const std::exception& e) {
         log::error("http: {}: connection failed: {}", info.peer, e.what());
     } catch (...) {
@@ -287,13 +337,23 @@ asio::awaitable<void> refuse_connection(std::shared_ptr<ServerState> state, Stre
 }  // namespace
 
 std::string serialize_response_head(const Response& response, std::size_t content_length, bool close) {
+    std::string_view reason = response.reason;
+    if (!reason.empty() && !valid_header_value(reason)) {
+        log::warn("http: replacing an invalid reason phrase for status {}", response.status);
+        reason = {};
+    }
     std::string out = fmt::format("HTTP/1.1 {} {}\r\n", response.status,
-                                  response.reason.empty() ? reason_phrase(response.status) : response.reason);
+                                  reason.empty() ? std::string_view(reason_phrase(response.status)) : reason);
     bool has_date = false;
     for (const auto& h : response.headers) {
         // Framing is ours alone: a handler's Content-Length or Transfer-Encoding would lie.
         if (iequals(h.name, "Content-Length") || iequals(h.name, "Transfer-Encoding") || iequals(h.name, "Connection")) {
-            if (iequals(h.name, "Connection") && !close) out += "Connection: " + h.value + "\r\n";
+            if (iequals(h.name, "Connection") && !close) {
+                if (valid_header_value(h.value))
+                    out += "Connection: " + h.value + "\r\n";
+                else
+                    log::warn("http: dropping invalid response header field 'Connection'");
+            }
             continue;
         }
         if (!valid_header_name(h.name) || !valid_header_value(h.value)) {
@@ -313,12 +373,13 @@ std::string serialize_response_head(const Response& response, std::size_t conten
     return out;
 }
 
-asio::awaitable<void> serve_connection(StreamPtr stream, Handler handler, const ServerOptions& options,
+asio::awaitable<void> serve_connection(StreamPtr stream, Handler handler, ServerOptions options,
                                        ConnectionInfo info) {
     std::shared_ptr<Stream> shared(std::move(stream));
+    std::atomic<std::size_t> body_in_flight{0};  // this connection's own budget
     try {
         if (info.peer.empty()) info.peer = shared->peer_description();
-        co_await serve_shared(shared, handler, options, info);
+        co_await serve_shared(shared, handler, options, info, body_in_flight);
     } catch (const std::exception& e) {
         log::error("http: {}: connection failed: {}", info.peer, e.what());
     } catch (...) {

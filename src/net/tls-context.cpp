@@ -112,15 +112,15 @@ Result<std::shared_ptr<Identity>> ServerContext::identity_for(std::string_view s
     if (!choose_certificate) return std::shared_ptr<Identity>();
     auto chosen = choose_certificate(server_name);
     if (!chosen) return std::shared_ptr<Identity>();
+    auto key = std::make_pair(std::move(chosen->chain_pem), std::move(chosen->key_pem));
     std::lock_guard lock(cache_mutex_);
-    if (auto it = cache_.find(server_name); it != cache_.end() && it->second.source.chain_pem == chosen->chain_pem &&
-                                            it->second.source.key_pem == chosen->key_pem)
-        return it->second.identity;
-    auto identity = parse_identity(*chosen);
+    if (auto it = cache_.find(key); it != cache_.end()) return it->second;
+    CertifiedKey source{key.first, key.second};
+    auto identity = parse_identity(source);
     if (!identity) return std::move(identity).take_error().context(fmt::format("certificate for '{}'", server_name));
-    // Names come from clients: bound the cache so they cannot grow it without limit.
+    // The choices come from our own callback, but bound the cache all the same.
     if (cache_.size() >= 1024) cache_.clear();
-    cache_[std::string(server_name)] = Cached{std::move(*chosen), *identity};
+    cache_.emplace(std::move(key), *identity);
     return identity;
 }
 
@@ -128,6 +128,8 @@ Result<std::shared_ptr<ServerContext>> make_server_context(ServerConfig config) 
     auto context = std::make_shared<ServerContext>();
     auto& core = context->core;
     DSTACK_CHECK(configure_common(core, MBEDTLS_SSL_IS_SERVER, config.min_version, config.max_version, config.alpn));
+    if (config.verify_client && config.client_auth == ClientAuth::none)
+        return make_error("TLS server: verify_client needs client_auth optional or required");
     DSTACK_CHECK(use_identity(core, config.certificate, "server certificate"));
     context->client_auth = config.client_auth;
     context->choose_certificate = std::move(config.choose_certificate);
@@ -160,8 +162,12 @@ Result<std::shared_ptr<ClientContext>> make_client_context(ClientConfig config) 
     auto& core = context->core;
     DSTACK_CHECK(configure_common(core, MBEDTLS_SSL_IS_CLIENT, config.min_version, config.max_version, config.alpn));
     if (config.client_certificate) DSTACK_CHECK(use_identity(core, *config.client_certificate, "client certificate"));
+    if (config.verify_server && config.verify_hostname && config.server_name.empty() && !config.ca_pem.empty())
+        return make_error("TLS client: server_name is empty, so the server's name cannot be checked "
+                          "(set server_name, or verify_hostname = false to check the chain only)");
     context->server_name = std::move(config.server_name);
     context->verify_server = config.verify_server;
+    context->verify_hostname = config.verify_hostname;
     core.verify_hook = std::move(config.verify_server_hook);
     core.handshake_timeout = config.handshake_timeout;
 
@@ -172,7 +178,9 @@ Result<std::shared_ptr<ClientContext>> make_client_context(ClientConfig config) 
             if (!anchors) return std::move(anchors).take_error();
             core.trust_anchors = std::move(anchors).value();
             mbedtls_ssl_conf_ca_chain(&core.config, &core.trust_anchors->chain, nullptr);
-            authmode = MBEDTLS_SSL_VERIFY_REQUIRED;
+            // mbedTLS ties the name check to SNI; without a name check, check_peer() enforces
+            // every other verification flag after the handshake.
+            authmode = config.verify_hostname ? MBEDTLS_SSL_VERIFY_REQUIRED : MBEDTLS_SSL_VERIFY_OPTIONAL;
         } else if (core.verify_hook) {
             core.hook_only = true;
             authmode = MBEDTLS_SSL_VERIFY_OPTIONAL;

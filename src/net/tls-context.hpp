@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -71,16 +72,14 @@ public:
     ClientAuth client_auth = ClientAuth::none;
     std::function<std::optional<CertifiedKey>(std::string_view)> choose_certificate;
 
-    // The certificate chosen for a server name, parsed once while the choice stays the same.
+    // The certificate chosen for a server name, parsed once per distinct certificate: the cache
+    // is keyed by what the server chose, never by the client-sent name, so new names cost nothing.
     Result<std::shared_ptr<Identity>> identity_for(std::string_view server_name);
 
 private:
-    struct Cached {
-        CertifiedKey source;
-        std::shared_ptr<Identity> identity;
-    };
     std::mutex cache_mutex_;
-    std::map<std::string, Cached, std::less<>> cache_;
+    // (chain_pem, key_pem) -> parsed identity.
+    std::map<std::pair<std::string, std::string>, std::shared_ptr<Identity>> cache_;
 };
 
 class ClientContext {
@@ -88,6 +87,7 @@ public:
     ContextCore core;
     std::string server_name;
     bool verify_server = true;
+    bool verify_hostname = true;
 };
 
 }  // namespace dstack::net::tls

@@ -2,11 +2,13 @@
 // through its BIO callbacks; whenever it wants more input the coroutine awaits the transport,
 // and whatever it produced is written out before waiting, so no call ever blocks.
 #include <mbedtls/error.h>
+#include <atomic>
 #include <cstring>
 #include <mbedtls/ssl.h>
 
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 #include <fmt/format.h>
 
@@ -66,12 +68,25 @@ std::string verify_flags_text(std::uint32_t flags) {
     return joined;
 }
 
-// Closes the transport when a handshake runs too long. Shared with the timer's handler, which
-// may run after the connection is gone; `active` tells it whether there is anything to close.
+// Closes the transport when a handshake runs too long. The timer and its handler live on the
+// handshake coroutine's own executor (its strand), so the handler never runs alongside the
+// handshake's I/O; the state is shared because the handler may run after the handshake frame
+// is gone, and `active` (cleared before the frame ends, on the same strand) says whether the
+// transport may still be touched. Atomics keep it sound on executors that are not strands.
 struct HandshakeWatch {
     Stream* transport = nullptr;
-    bool active = true;
-    bool fired = false;
+    std::atomic<bool> active{true};
+    std::atomic<bool> fired{false};
+};
+
+// Ends the watch however the handshake frame ends (return, exception, destruction).
+struct HandshakeWatchStopper {
+    std::shared_ptr<HandshakeWatch> watch;
+    asio::steady_timer& timer;
+    ~HandshakeWatchStopper() {
+        watch->active = false;
+        timer.cancel();
+    }
 };
 
 class TlsConnection final : public TlsStream {
@@ -105,17 +120,18 @@ public:
         auto watch = std::make_shared<HandshakeWatch>();
         watch->transport = transport_.get();
         auto timeout = core().handshake_timeout;
-        asio::steady_timer timer(transport_->get_executor(), timeout);
+        asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
         timer.async_wait([watch](std::error_code ec) {
             if (ec || !watch->active) return;
             watch->fired = true;
             watch->transport->close();
         });
-
+        int ret = 0;
         std::error_code io_error;
-        int ret = co_await drive([this] { return mbedtls_ssl_handshake(&ssl_); }, io_error);
-        watch->active = false;
-        timer.cancel();
+        {
+            HandshakeWatchStopper stopper{watch, timer};
+            ret = co_await drive([this] { return mbedtls_ssl_handshake(&ssl_); }, io_error);
+        }
 
         auto fail = [&](std::string reason) -> Result<void> {
             transport_->close();
@@ -345,6 +361,7 @@ private:
             }
             std::uint32_t flags = mbedtls_ssl_get_verify_result(&ssl_);
             std::uint32_t tolerated = c.hook_only ? MBEDTLS_X509_BADCERT_NOT_TRUSTED : 0;
+            if (client_ && !client_->verify_hostname) tolerated |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
             if (flags == std::uint32_t(-1)) return make_error("{} certificate was not verified", whose);
             if (flags & ~tolerated)
                 return make_error("{} certificate rejected: {}", whose, verify_flags_text(flags & ~tolerated));

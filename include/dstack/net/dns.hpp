@@ -14,6 +14,8 @@
 namespace dstack::net::dns {
 
 struct Options {
+    // Declared so that g++ 12 copies it correctly into coroutine frames (see README, conventions).
+    Options() = default;
     // "ip[:port]" entries; empty: the servers from /etc/resolv.conf.
     std::vector<std::string> servers;
     std::chrono::milliseconds timeout{5000};

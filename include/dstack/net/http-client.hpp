@@ -56,7 +56,11 @@ struct ClientOptions {
     std::size_t max_response_bytes = 16 * 1024 * 1024;
     std::size_t max_header_bytes = 64 * 1024;
     // For https: a ready context, or a configuration to build one per request (its server_name
-    // defaults to the URL's host). Neither: https requests fail rather than go unverified.
+    // defaults to the URL's host, so the host is what the certificate is checked against).
+    // Neither: https requests fail rather than go unverified.
+    // A ready context is used as it is: the server certificate is checked against the context's
+    // own server_name, NOT the URL's host; build one context per host you talk to (or use
+    // tls_config) when the name matters.
     std::shared_ptr<tls::ClientContext> tls_context;
     std::optional<tls::ClientConfig> tls_config;
     std::string user_agent = "dstack";

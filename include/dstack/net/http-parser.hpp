@@ -52,6 +52,8 @@ public:
     std::size_t buffered_bytes() const { return buffer_.size(); }
     // Body bytes announced by Content-Length (0 for chunked or none).
     std::uint64_t content_length() const { return content_length_; }
+    // Body bytes of the current message decoded so far (grows as chunks arrive).
+    std::size_t body_size() const { return body_.size(); }
     const Headers& headers() const { return headers_; }
 
 protected:

@@ -47,6 +47,11 @@ struct ServerOptions {
     std::size_t linger_bytes = 256 * 1024;
     // Connections served at once by serve(); more are answered 503 (plain) or closed (TLS).
     std::size_t max_connections = 1024;
+    // Request-body bytes held at once by all connections of one serve() call (one
+    // serve_connection() call has its own budget): without it, max_connections x
+    // limits.max_body_bytes could pin gigabytes. A request whose body (its Content-Length, or
+    // its chunks so far) would go over is answered 503 and its connection closed.
+    std::size_t max_total_body_bytes = 256 * 1024 * 1024;
     std::string server_name;  // "Server:" header value; empty: none
 };
 
@@ -63,7 +68,8 @@ struct ConnectionInfo {
 using Handler = std::function<asio::awaitable<Response>(Request&, const ConnectionInfo&)>;
 
 // Serves requests on one connection until it ends. Never throws.
-asio::awaitable<void> serve_connection(StreamPtr stream, Handler handler, const ServerOptions& options,
+// The options are copied: the caller's need not outlive the connection.
+asio::awaitable<void> serve_connection(StreamPtr stream, Handler handler, ServerOptions options,
                                        ConnectionInfo info = {});
 
 // Accepts connections until the listener is closed, serving each in its own coroutine on its own

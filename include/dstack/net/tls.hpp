@@ -38,7 +38,7 @@ struct ServerConfig {
     std::vector<std::string> alpn;  // server preference order; empty: no ALPN
     ClientAuth client_auth = ClientAuth::none;
     std::string client_ca_pem;      // trust anchors for client chains (required unless a hook decides)
-    VerifyHook verify_client;       // extra check on the client chain
+    VerifyHook verify_client;       // extra check on the client chain; needs client_auth optional or required
     Version min_version = Version::tls1_2;
     Version max_version = Version::tls1_3;
     // The handshake fails (and the transport is closed) when it takes longer than this.
@@ -49,6 +49,10 @@ struct ClientConfig {
     std::string server_name;        // SNI, and the name the server certificate must carry
     std::string ca_pem;             // trust anchors; empty: the hook alone decides (RA-TLS)
     bool verify_server = true;      // false only for explicit "no check" bootstrap calls
+    // Check that the server certificate carries server_name. With trust anchors (ca_pem) and
+    // verify_server, an empty server_name is refused unless this is explicitly false; a hook-only
+    // configuration (RA-TLS) leaves the identity check to its hook.
+    bool verify_hostname = true;
     std::vector<std::string> alpn;
     std::optional<CertifiedKey> client_certificate;
     VerifyHook verify_server_hook;

@@ -28,6 +28,10 @@ TEST_CASE("net http client: parse_url") {
     CHECK(secure->endpoint.host_header() == "[::1]");
     CHECK(secure->endpoint.description() == "https://[::1]:443");
 
+    CHECK_FALSE(http::parse_url("http://exa\tmple.com/").ok());
+    CHECK_FALSE(http::parse_url("http://exa\"mple.com/").ok());
+    CHECK_FALSE(http::parse_url("http://[::1\r\nX: y]/").ok());
+
     auto unix_url = http::parse_url("unix:/var/run/dstack.sock");
     REQUIRE(unix_url.ok());
     CHECK(unix_url->endpoint.kind == http::Endpoint::Kind::unix_socket);
@@ -149,4 +153,24 @@ TEST_CASE("net http client: limits, timeouts and connection errors") {
     auto refused = test::run(io, http::send_request(io.get_executor(), http::Endpoint::unix_socket(f.path), injected));
     REQUIRE_FALSE(refused.ok());
     CHECK(refused.error().message.find("invalid request header") != std::string::npos);
+}
+
+TEST_CASE("net http client: path, query and host are checked before they reach the wire") {
+    asio::io_context io;
+    http::Request request;
+    request.method = "GET";
+    request.path = "/a\r\nX-Evil: 1";
+    auto bad_path = test::run(io, http::send_request(io.get_executor(), http::Endpoint::unix_socket("/nonexistent"), request));
+    REQUIRE_FALSE(bad_path.ok());
+    CHECK(bad_path.error().message.find("path or query") != std::string::npos);
+    request.path = "/a";
+    request.has_query = true;
+    request.query = "x y";
+    auto bad_query = test::run(io, http::send_request(io.get_executor(), http::Endpoint::unix_socket("/nonexistent"), request));
+    REQUIRE_FALSE(bad_query.ok());
+    CHECK(bad_query.error().message.find("path or query") != std::string::npos);
+    request.query.clear();
+    auto bad_host = test::run(io, http::send_request(io.get_executor(), http::Endpoint::tcp("a\r\nb", 80), request));
+    REQUIRE_FALSE(bad_host.ok());
+    CHECK(bad_host.error().message.find("invalid host") != std::string::npos);
 }

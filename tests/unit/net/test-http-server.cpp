@@ -284,3 +284,39 @@ TEST_CASE("net http server: serialize_response_head") {
     CHECK(head.find("Content-Type: text/plain; charset=utf-8\r\n") != std::string::npos);
     CHECK(head.find("Content-Length: 3\r\nConnection: close\r\n\r\n") != std::string::npos);
 }
+
+TEST_CASE("net http server: a server-wide budget bounds request bodies in flight") {
+    http::ServerOptions options;
+    options.max_total_body_bytes = 100;
+    ServerFixture server(options);
+
+    auto small = server.exchange("POST /echo HTTP/1.1\r\nContent-Length: 50\r\n\r\n" + std::string(50, 'a'));
+    CHECK(small.rfind("HTTP/1.1 200 ", 0) == 0);
+
+    // Refused on the declared length alone, before the body is sent.
+    auto declared = server.exchange("POST /echo HTTP/1.1\r\nContent-Length: 200\r\n\r\n", false);
+    CHECK(declared.rfind("HTTP/1.1 503 ", 0) == 0);
+    CHECK(declared.find("application/json") != std::string::npos);
+    CHECK(declared.find("Connection: close") != std::string::npos);
+
+    // Chunked bodies are charged as they grow.
+    std::string chunked = "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (int i = 0; i < 4; ++i) chunked += "28\r\n" + std::string(40, 'b') + "\r\n";
+    chunked += "0\r\n\r\n";
+    auto grown = server.exchange(chunked);
+    CHECK(grown.rfind("HTTP/1.1 503 ", 0) == 0);
+
+    // Completed and refused requests gave their bytes back.
+    auto again = server.exchange("POST /echo HTTP/1.1\r\nContent-Length: 100\r\n\r\n" + std::string(100, 'c'));
+    CHECK(again.rfind("HTTP/1.1 200 ", 0) == 0);
+}
+
+TEST_CASE("net http server: reason phrase and Connection values are checked for CR/LF") {
+    http::Response response = http::Response::text("x");
+    response.reason = "OK\r\nSet-Cookie: evil";
+    response.headers.add("Connection", "keep-alive\r\nX-Evil: 1");
+    auto head = http::serialize_response_head(response, 1, false);
+    CHECK(head.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+    CHECK(head.find("evil") == std::string::npos);
+    CHECK(head.find("X-Evil") == std::string::npos);
+}

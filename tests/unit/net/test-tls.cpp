@@ -448,6 +448,21 @@ TEST_CASE("net tls configuration errors are explained") {
     CHECK(contains(no_trust.error().message, "ca_pem"));
     client.verify_server = false;
     CHECK(tls::make_client_context(client).ok());
+
+    // A client hook on a server that never asks for client certificates would never run.
+    tls::ServerConfig hooked = server_config(*p, tls::Version::tls1_3);
+    hooked.verify_client = [](const std::vector<Bytes>&) -> Result<void> { return {}; };
+    auto ignored_hook = tls::make_server_context(hooked);
+    REQUIRE_FALSE(ignored_hook.ok());
+    CHECK(contains(ignored_hook.error().message, "verify_client needs client_auth"));
+
+    // Trust anchors without a name would check the chain only: refused unless said explicitly.
+    auto nameless = client_config(*p, "");
+    auto no_name = tls::make_client_context(nameless);
+    REQUIRE_FALSE(no_name.ok());
+    CHECK(contains(no_name.error().message, "server_name"));
+    nameless.verify_hostname = false;
+    CHECK(tls::make_client_context(nameless).ok());
 }
 
 TEST_CASE("net tls handshake timeout closes a silent peer") {
