@@ -10,12 +10,6 @@ The guest agent that runs inside each CVM and serves /var/run/dstack.sock
 (quotes, per-app keys, RA-TLS certificates, runtime events) and the legacy
 /var/run/tappd.sock.
 
-Status: not implemented yet. This build only answers --help and --version;
-anything else prints "not implemented yet" and exits with status 2.
-
-Options:
-  -h, --help     show this text
-  --version      show the version of the dstack binary
 )";
 
 }  // namespace

@@ -9,12 +9,6 @@ constexpr std::string_view usage = R"(usage: dstack verify INPUT
 Verifies a TDX or SGX quote (or a dstack attestation) with Intel's DCAP
 collateral, replays the event log and prints one verdict.
 
-Status: not implemented yet. This build only answers --help and --version;
-anything else prints "not implemented yet" and exits with status 2.
-
-Options:
-  -h, --help     show this text
-  --version      show the version of the dstack binary
 )";
 
 }  // namespace
