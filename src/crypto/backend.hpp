@@ -6,6 +6,7 @@
 #include <psa/crypto.h>
 
 #include "dstack/base/result.hpp"
+#include "dstack/crypto/hash.hpp"
 
 namespace dstack::crypto::detail {
 
@@ -13,6 +14,12 @@ Result<void> ensure_psa();     // psa_crypto_init once, thread-safe
 Result<void> ensure_sodium();  // sodium_init once, thread-safe
 
 Error psa_error(std::string_view what, psa_status_t status);
+
+psa_algorithm_t psa_hash_algorithm(HashAlgorithm algorithm);
+
+// For operations that fail only with a broken build or system (fixed algorithms on memory):
+// logs and aborts instead of returning an error no caller could handle.
+[[noreturn]] void fatal(const Error& error);
 Error mbedtls_error(std::string_view what, int code);
 
 // For mbedTLS functions that take an f_rng callback: draws from PSA's DRBG.

@@ -3,45 +3,30 @@
 #include <cstdlib>
 
 #include "backend.hpp"
-#include "dstack/base/log.hpp"
 
 namespace dstack::crypto {
 namespace {
 
-psa_algorithm_t psa_hash_alg(HashAlgorithm algorithm) {
-    switch (algorithm) {
-        case HashAlgorithm::sha256: return PSA_ALG_SHA_256;
-        case HashAlgorithm::sha384: return PSA_ALG_SHA_384;
-        case HashAlgorithm::sha512: return PSA_ALG_SHA_512;
-    }
-    return PSA_ALG_SHA_256;
-}
-
 // Hashing fixed algorithms of in-memory data only fails on a broken build; stop loudly.
 void require(psa_status_t status, const char* what) {
-    if (status == PSA_SUCCESS) return;
-    log::error("fatal: {} failed (PSA status {})", what, static_cast<int>(status));
-    std::abort();
+    if (status != PSA_SUCCESS) detail::fatal(detail::psa_error(what, status));
 }
 
 void require_psa() {
-    if (auto ready = detail::ensure_psa(); !ready) {
-        log::error("fatal: {}", ready.error().message);
-        std::abort();
-    }
+    if (auto ready = detail::ensure_psa(); !ready) detail::fatal(ready.error());
 }
 
 }  // namespace
 
 std::size_t digest_size(HashAlgorithm algorithm) {
-    return PSA_HASH_LENGTH(psa_hash_alg(algorithm));
+    return PSA_HASH_LENGTH(detail::psa_hash_algorithm(algorithm));
 }
 
 Bytes hash(HashAlgorithm algorithm, ByteView data) {
     require_psa();
     Bytes out(digest_size(algorithm));
     std::size_t length = 0;
-    require(psa_hash_compute(psa_hash_alg(algorithm), data.data(), data.size(), out.data(), out.size(), &length),
+    require(psa_hash_compute(detail::psa_hash_algorithm(algorithm), data.data(), data.size(), out.data(), out.size(), &length),
             "psa_hash_compute");
     return out;
 }
@@ -59,7 +44,7 @@ struct Hasher::State {
 Hasher::Hasher(HashAlgorithm algorithm) : state_(std::make_unique<State>()) {
     require_psa();
     state_->algorithm = algorithm;
-    require(psa_hash_setup(&state_->operation, psa_hash_alg(algorithm)), "psa_hash_setup");
+    require(psa_hash_setup(&state_->operation, detail::psa_hash_algorithm(algorithm)), "psa_hash_setup");
 }
 Hasher::Hasher(Hasher&&) noexcept = default;
 Hasher& Hasher::operator=(Hasher&&) noexcept = default;

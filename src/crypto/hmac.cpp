@@ -1,32 +1,12 @@
 #include "dstack/crypto/hmac.hpp"
 
-#include <cstdlib>
-
 #include "backend.hpp"
 #include "dstack/crypto/hash.hpp"
-#include "dstack/base/log.hpp"
 
 namespace dstack::crypto {
-namespace {
-
-psa_algorithm_t psa_hash_alg(HashAlgorithm algorithm) {
-    switch (algorithm) {
-        case HashAlgorithm::sha256: return PSA_ALG_SHA_256;
-        case HashAlgorithm::sha384: return PSA_ALG_SHA_384;
-        case HashAlgorithm::sha512: return PSA_ALG_SHA_512;
-    }
-    return PSA_ALG_SHA_256;
-}
-
-[[noreturn]] void fatal(const Error& error) {
-    log::error("fatal: {}", error.message);
-    std::abort();
-}
-
-}  // namespace
 
 Bytes hmac(HashAlgorithm algorithm, ByteView key, ByteView data) {
-    if (auto ready = detail::ensure_psa(); !ready) fatal(ready.error());
+    if (auto ready = detail::ensure_psa(); !ready) detail::fatal(ready.error());
     // PSA refuses empty keys; HMAC pads keys with zeros to the block size, so one zero byte is the
     // same key as none (RFC 2104 §2).
     static const std::uint8_t zero = 0;
@@ -40,19 +20,19 @@ Bytes hmac(HashAlgorithm algorithm, ByteView key, ByteView data) {
         key = hashed_key;
     }
 
-    const psa_algorithm_t alg = PSA_ALG_HMAC(psa_hash_alg(algorithm));
+    const psa_algorithm_t alg = PSA_ALG_HMAC(detail::psa_hash_algorithm(algorithm));
     psa_key_attributes_t attributes = PSA_KEY_ATTRIBUTES_INIT;
     psa_set_key_type(&attributes, PSA_KEY_TYPE_HMAC);
     psa_set_key_usage_flags(&attributes, PSA_KEY_USAGE_SIGN_MESSAGE);
     psa_set_key_algorithm(&attributes, alg);
     detail::ScopedPsaKey handle;
     psa_status_t status = psa_import_key(&attributes, key.data(), key.size(), handle.out());
-    if (status != PSA_SUCCESS) fatal(detail::psa_error("importing HMAC key", status));
+    if (status != PSA_SUCCESS) detail::fatal(detail::psa_error("importing HMAC key", status));
 
     Bytes out(digest_size(algorithm));
     std::size_t length = 0;
     status = psa_mac_compute(handle.get(), alg, data.data(), data.size(), out.data(), out.size(), &length);
-    if (status != PSA_SUCCESS) fatal(detail::psa_error("computing HMAC", status));
+    if (status != PSA_SUCCESS) detail::fatal(detail::psa_error("computing HMAC", status));
     return out;
 }
 

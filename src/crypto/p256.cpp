@@ -1,9 +1,5 @@
 #include "dstack/crypto/p256.hpp"
 
-#include <cstdlib>
-
-#include "dstack/base/log.hpp"
-
 // mbedTLS 3.6 declares these helpers without C linkage for C++.
 extern "C" {
 #include <mbedtls/psa_util.h>
@@ -108,10 +104,8 @@ Bytes P256PrivateKey::scalar() const {
     std::size_t length = 0;
     // The key was created exportable; a failure means a broken library or memory, and carrying on
     // with a made-up scalar would derive predictable keys: stop instead.
-    if (psa_export_key(impl_->id, out.data(), out.size(), &length) != PSA_SUCCESS || length != p256_scalar_size) {
-        log::error("fatal: exporting a P-256 private key from PSA failed");
-        std::abort();
-    }
+    if (psa_export_key(impl_->id, out.data(), out.size(), &length) != PSA_SUCCESS || length != p256_scalar_size)
+        detail::fatal(make_error("exporting a P-256 private key from PSA failed"));
     return out;
 }
 

@@ -20,6 +20,20 @@ Result<void> ensure_psa() {
     return {};
 }
 
+psa_algorithm_t psa_hash_algorithm(HashAlgorithm algorithm) {
+    switch (algorithm) {
+        case HashAlgorithm::sha256: return PSA_ALG_SHA_256;
+        case HashAlgorithm::sha384: return PSA_ALG_SHA_384;
+        case HashAlgorithm::sha512: return PSA_ALG_SHA_512;
+    }
+    return PSA_ALG_SHA_256;
+}
+
+void fatal(const Error& error) {
+    log::error("fatal: {}", error.message);
+    std::abort();
+}
+
 Result<void> ensure_sodium() {
     static std::once_flag once;
     static int rc = -1;
@@ -66,10 +80,7 @@ Result<void> init() {
 void random_fill(std::span<std::uint8_t> out) {
     auto ready = detail::ensure_psa();
     psa_status_t status = ready ? psa_generate_random(out.data(), out.size()) : PSA_ERROR_BAD_STATE;
-    if (status != PSA_SUCCESS) {
-        log::error("fatal: secure random generator failed (PSA status {})", static_cast<int>(status));
-        std::abort();
-    }
+    if (status != PSA_SUCCESS) detail::fatal(detail::psa_error("secure random generator", status));
 }
 
 Bytes random_bytes(std::size_t count) {

@@ -4,19 +4,13 @@
 
 #include "backend.hpp"
 #include "dstack/crypto/random.hpp"
-#include "dstack/base/log.hpp"
-
-#include <cstdlib>
 
 namespace dstack::crypto {
 
 X25519KeyPair x25519_generate() {
     X25519KeyPair pair{random_bytes(x25519_key_size), {}};
     auto public_key = x25519_public_key(pair.private_key);
-    if (!public_key) {  // only if libsodium failed to initialise: nothing sensible to return
-        log::error("fatal: {}", public_key.error().message);
-        std::abort();
-    }
+    if (!public_key) detail::fatal(public_key.error());  // only if libsodium failed to initialise
     pair.public_key = std::move(*public_key);
     return pair;
 }

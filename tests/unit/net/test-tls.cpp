@@ -88,7 +88,8 @@ issue rogue-server rogue 'openssl genpkey -algorithm EC -pkeyopt ec_paramgen_cur
 const Pki* pki() {
     static Pki instance;
     if (!instance.available) {
-        MESSAGE("SKIPPED: the openssl CLI is missing or failed; TLS tests did not run");
+        // scripts/setup installs openssl: without it these checks were not made, which is a failure.
+        FAIL_CHECK("the openssl CLI is missing or failed to make the test PKI; run scripts/setup");
         return nullptr;
     }
     return &instance;
