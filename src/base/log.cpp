@@ -1,5 +1,7 @@
 #include "dstack/base/log.hpp"
 
+#include "dstack/base/json-escape.hpp"
+
 #include <unistd.h>
 
 #include <ctime>
@@ -19,23 +21,6 @@ std::string_view level_name(Level level) {
         case Level::off: return "off";
     }
     return "?";
-}
-
-void append_json_string(std::string& out, std::string_view text) {
-    out += '"';
-    for (unsigned char c : text) {
-        switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            default:
-                if (c < 0x20 || c == 0x7f) out += fmt::format("\\u{:04x}", c);
-                else out += static_cast<char>(c);
-        }
-    }
-    out += '"';
 }
 
 std::string timestamp() {
@@ -63,11 +48,8 @@ Result<Level> parse_level(std::string_view name) {
 void write(Level level, std::string_view message) {
     std::string line;
     if (current.format == Format::json) {
-        line = "{\"ts\":\"" + timestamp() + "\",\"level\":\"" + std::string(level_name(level)) + "\",\"component\":";
-        append_json_string(line, current.component);
-        line += ",\"msg\":";
-        append_json_string(line, message);
-        line += "}\n";
+        line = fmt::format(R"({{"ts":"{}","level":"{}","component":"{}","msg":"{}"}})""\n", timestamp(),
+                           level_name(level), json_escape(current.component), json_escape(message));
     } else {
         line = fmt::format("{} {:5} {}: ", timestamp(), level_name(level), current.component);
         // Keep one event on one line: control characters from outside must not forge log lines.

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "dstack/base/bytes.hpp"
+#include "dstack/base/json-escape.hpp"
 #include "dstack/base/result.hpp"
 
 namespace dstack::net::http {
@@ -84,10 +85,7 @@ struct Response {
 // "Not Found" for 404; "Unknown" for codes we never produce.
 std::string_view reason_phrase(int status);
 
-// Escapes a string for a JSON string literal (without the quotes); non-ASCII becomes \uXXXX
-// (surrogate pairs above U+FFFF) so that byte length equals JavaScript string length.
-// Invalid UTF-8 bytes become U+FFFD.
-std::string json_escape(std::string_view text);
+using dstack::json_escape;  // error bodies are written by hand with it
 
 // Percent-decoding; with plus_as_space, '+' means ' ' (form encoding). A '%' not followed by
 // two hex digits is an error.
