@@ -1,0 +1,49 @@
+// Evidence containers: dstack's V0 (SCALE) attestation, GetQuote responses, {"attestation": hex}
+// requests and RA-TLS certificates, all reduced to one Evidence value.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dstack/base/bytes.hpp"
+#include "dstack/base/result.hpp"
+#include "dstack/tee/eventlog.hpp"
+
+namespace dstack::tee {
+
+inline constexpr std::size_t max_attestation_size = 10 * 1024 * 1024;
+
+struct RuntimeEvent {
+    std::string event;
+    Bytes payload;
+};
+
+// What a verifier receives: a quote and what came with it.
+struct Evidence {
+    Bytes quote;
+    std::vector<TdxEvent> event_log;            // may be empty (a bare quote)
+    std::optional<std::vector<TdxEvent>> runtime_events;  // V0 carries them separately
+    std::optional<Bytes> report_data;           // 64 bytes, when the container states it
+    std::optional<std::string> vm_config;       // JSON text
+    std::string source;                         // "raw quote", "V0 attestation", "GetQuote response", ...
+};
+
+// V0: 0x00 || AttestationQuote::DstackTdx{quote, event_log} || runtime_events || report_data[64]
+// || config; trailing bytes and other variants are errors (other platforms: "not supported").
+Result<Evidence> parse_v0_attestation(ByteView bytes);
+Bytes encode_v0_attestation(const Evidence& evidence);
+
+// Sniffs the input: raw quote, hex (optional 0x, whitespace ignored), V0 attestation (raw or
+// hex), GetQuote JSON ({"quote","event_log",...}), {"attestation": hex}, RA-TLS certificate PEM
+// (extension 1.3.6.1.4.1.62397.1.8, else the legacy 1.1 quote + 1.2 event log).
+Result<Evidence> read_evidence(ByteView input);
+
+// Evidence from an RA-TLS certificate; also returns the certificate's SPKI for the binding check.
+struct RaTlsEvidence {
+    Evidence evidence;
+    Bytes spki_der;
+};
+Result<RaTlsEvidence> evidence_from_ratls_pem(std::string_view pem);
+
+}  // namespace dstack::tee

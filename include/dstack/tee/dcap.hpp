@@ -1,0 +1,67 @@
+// DCAP quote verification: dcap-qvl's procedure, step for step and with its error texts, against a
+// pinned trust anchor, at an explicit time. Every step is recorded as a named check so that a
+// verdict can say what passed, what failed and what was never reached.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dstack/base/bytes.hpp"
+#include "dstack/base/clock.hpp"
+#include "dstack/base/result.hpp"
+#include "dstack/crypto/certificate.hpp"
+#include "dstack/tee/collateral.hpp"
+#include "dstack/tee/pck-extension.hpp"
+#include "dstack/tee/quote.hpp"
+#include "dstack/tee/tcb-info.hpp"
+
+namespace dstack::tee {
+
+// The Intel SGX Root CA (Intel_SGX_Provisioning_Certification_RootCA.cer), compiled in.
+const crypto::Certificate& intel_sgx_root_ca();
+
+enum class CheckState { passed, failed, not_checked };
+std::string_view check_state_name(CheckState state);  // "passed", "failed", "not checked"
+
+struct Check {
+    std::string name;    // e.g. "quote signature"
+    CheckState state = CheckState::not_checked;
+    std::string detail;  // why it failed / was not checked, or what passed (e.g. the status)
+};
+
+struct DcapOptions {
+    DcapOptions() = default;
+    UnixSeconds now = 0;
+    std::optional<crypto::Certificate> trust_anchor;  // default: intel_sgx_root_ca()
+    bool allow_debug = false;       // debug TDs / enclaves (never a debug QE)
+    bool allow_service_td = false;  // TD 1.5 with a non-zero MRSERVICETD
+};
+
+struct DcapReport {
+    Quote quote;
+    TcbVerdict verdict;           // merged platform (+TDX module) and QE
+    TcbVerdict platform_verdict;  // platform incl. the TDX module
+    TcbVerdict qe_verdict;
+    PckExtension pck;
+    Bytes ppid;
+};
+
+struct DcapResult {
+    std::vector<Check> checks;          // every step, in order
+    std::optional<DcapReport> report;   // set when every step passed
+    std::optional<Error> error;         // the first failure, in dcap-qvl's wording
+
+    bool ok() const { return report.has_value(); }
+};
+
+// Pre-verified collateral (signatures, chains, dates checked once) can be reused for many quotes
+// that share it: this cache holds the results keyed by Collateral::fingerprint() + now-window.
+class VerifiedCollateralCache;
+
+DcapResult verify_quote(ByteView raw_quote, const Collateral& collateral, const DcapOptions& options);
+
+// dcap-qvl's JSON VerifiedReport (status, advisory_ids, report, ppid, qe_status, platform_status).
+std::string dcap_report_json(const DcapReport& report);
+
+}  // namespace dstack::tee
