@@ -3,6 +3,7 @@
 // verdict can say what passed, what failed and what was never reached.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,12 +31,30 @@ struct Check {
     std::string detail;  // why it failed / was not checked, or what passed (e.g. the status)
 };
 
+// Remembers the outcome of the collateral-only steps (CRLs, TCB info and QE identity dates, chains
+// and signatures) per (collateral fingerprint, trust anchor, now), so quotes sharing collateral
+// verify with only their own signatures. Thread-safe; bounded (least recently used is dropped).
+class CollateralCache {
+public:
+    explicit CollateralCache(std::size_t capacity = 32);
+    ~CollateralCache();
+    CollateralCache(const CollateralCache&) = delete;
+    CollateralCache& operator=(const CollateralCache&) = delete;
+
+    struct State;
+    State& state() { return *state_; }
+
+private:
+    std::unique_ptr<State> state_;
+};
+
 struct DcapOptions {
     DcapOptions() = default;
     UnixSeconds now = 0;
     std::optional<crypto::Certificate> trust_anchor;  // default: intel_sgx_root_ca()
     bool allow_debug = false;       // debug TDs / enclaves (never a debug QE)
     bool allow_service_td = false;  // TD 1.5 with a non-zero MRSERVICETD
+    CollateralCache* cache = nullptr;  // optional; not owned
 };
 
 struct DcapReport {
@@ -54,10 +73,6 @@ struct DcapResult {
 
     bool ok() const { return report.has_value(); }
 };
-
-// Pre-verified collateral (signatures, chains, dates checked once) can be reused for many quotes
-// that share it: this cache holds the results keyed by Collateral::fingerprint() + now-window.
-class VerifiedCollateralCache;
 
 DcapResult verify_quote(ByteView raw_quote, const Collateral& collateral, const DcapOptions& options);
 
