@@ -128,7 +128,8 @@ Result<EnclaveReport> parse_enclave_report(ByteView bytes);  // exactly 384 byte
 
 // Assembles a quote from its parts. `signature_data` is encoded in the layout of header.version
 // (v3 flat, v4/v5 nested under certification type 6). Signatures are taken as given: the simulator
-// computes them over the regions Quote::signed_length and qe_report_bytes describe.
+// computes them over the regions Quote::signed_length and qe_report_bytes describe. The QE report is
+// written from `qe_report`; `qe_report_bytes` is parser output and ignored here.
 Bytes encode_quote(const QuoteHeader& header, const QuoteBody& body, const QuoteAuthData& signature_data);
 // header (+ v5 descriptor) + body: the bytes the attestation key signs.
 Bytes encode_signed_region(const QuoteHeader& header, const QuoteBody& body);
