@@ -1,0 +1,221 @@
+// What `dstack verify` accepts as evidence, recognised by its first bytes: JSON requests and
+// GetQuote responses, RA-TLS certificates, hex text, V0 attestations and bare quotes.
+#include <algorithm>
+#include <cctype>
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "dstack/base/hex.hpp"
+#include "dstack/crypto/certificate.hpp"
+#include "dstack/crypto/x509-name.hpp"
+#include "dstack/tee/attestation.hpp"
+
+namespace dstack::tee {
+namespace {
+
+// Requests and GetQuote responses are flat objects with one event-log array at most.
+constexpr int max_json_depth = 16;
+constexpr std::size_t report_data_size = 64;
+constexpr std::string_view pem_certificate_header = "-----BEGIN CERTIFICATE-----";
+constexpr std::string_view compressed_event_log_magic = "ELGZv1";
+
+// Scans the nesting depth without recursion, skipping over strings: rapidjson's writer recurses,
+// so a hostile document is refused before it is parsed or re-serialised.
+bool nesting_within(std::string_view json, int limit) {
+    int depth = 0;
+    bool in_string = false;
+    for (std::size_t i = 0; i < json.size(); ++i) {
+        char c = json[i];
+        if (in_string) {
+            if (c == '\\') ++i;
+            else if (c == '"') in_string = false;
+            continue;
+        }
+        if (c == '"') in_string = true;
+        else if (c == '[' || c == '{') {
+            if (++depth > limit) return false;
+        } else if (c == ']' || c == '}') {
+            --depth;
+        }
+    }
+    return true;
+}
+
+bool is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+std::string_view trim_leading_space(std::string_view text) {
+    while (!text.empty() && is_json_space(text.front())) text.remove_prefix(1);
+    return text;
+}
+
+// Hex text with any whitespace and one optional 0x prefix; nullopt when the text is not that.
+std::optional<std::string> hex_text(std::string_view text) {
+    std::string digits;
+    digits.reserve(text.size());
+    for (char c : text) {
+        if (!std::isspace(static_cast<unsigned char>(c))) digits.push_back(c);
+    }
+    std::string_view body = digits;
+    if (body.size() >= 2 && body[0] == '0' && (body[1] == 'x' || body[1] == 'X')) body.remove_prefix(2);
+    if (body.empty() || !std::all_of(body.begin(), body.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); })) {
+        return std::nullopt;
+    }
+    return std::string(body);
+}
+
+bool is_msgpack_map(std::uint8_t first) { return (first >= 0x80 && first <= 0x8f) || first == 0xde || first == 0xdf; }
+
+Result<Evidence> read_binary(ByteView bytes, std::string_view encoding) {
+    if (bytes.empty()) return make_error("evidence is empty");
+    if (bytes[0] == 0x00) {
+        // A quote starts with its version (3, 4 or 5), so a leading zero is only ever V0.
+        DSTACK_TRY(auto evidence, parse_v0_attestation(bytes));
+        evidence.source = fmt::format("V0 attestation{}", encoding);
+        return evidence;
+    }
+    if (is_msgpack_map(bytes[0])) {
+        return make_error("V1 (msgpack) attestations are not supported; send a V0 attestation or a quote");
+    }
+    Evidence evidence;
+    evidence.quote.assign(bytes.begin(), bytes.end());
+    evidence.source = fmt::format("raw quote{}", encoding);
+    return evidence;
+}
+
+const rapidjson::Value* member(const rapidjson::Value& object, std::string_view name) {
+    auto it = object.FindMember(rapidjson::Value(rapidjson::StringRef(name.data(), name.size())));
+    if (it == object.MemberEnd() || it->value.IsNull()) return nullptr;
+    return &it->value;
+}
+
+Result<Bytes> hex_member(const rapidjson::Value& value, std::string_view name) {
+    if (!value.IsString()) return make_error("'{}' is not a hex string", name);
+    auto bytes = hex_decode(std::string_view(value.GetString(), value.GetStringLength()));
+    if (!bytes) return std::move(bytes).take_error().context(fmt::format("'{}'", name));
+    return bytes;
+}
+
+std::string serialize(const rapidjson::Value& value) {
+    rapidjson::StringBuffer buffer;
+    rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
+    value.Accept(writer);
+    return std::string(buffer.GetString(), buffer.GetSize());
+}
+
+// GetQuote responses carry the event log as a string holding a JSON array; an array is taken too.
+Result<std::vector<TdxEvent>> event_log_member(const rapidjson::Value& value) {
+    if (value.IsString()) {
+        std::string_view text(value.GetString(), value.GetStringLength());
+        if (trim_leading_space(text).empty()) return std::vector<TdxEvent>{};
+        return parse_event_log_json(text);
+    }
+    if (value.IsArray()) return parse_event_log_json(serialize(value));
+    return make_error("'event_log' is neither a JSON array nor a string holding one");
+}
+
+Result<Evidence> read_json(std::string_view json) {
+    if (!nesting_within(json, max_json_depth)) return make_error("evidence JSON nests too deeply");
+    rapidjson::Document document;
+    document.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(json.data(), json.size());
+    if (document.HasParseError()) {
+        return make_error("evidence is not valid JSON (error at offset {})", document.GetErrorOffset());
+    }
+    if (!document.IsObject()) return make_error("evidence JSON is not an object");
+
+    // As dstack-verifier: an attestation makes the request's other fields irrelevant.
+    if (const auto* attestation = member(document, "attestation")) {
+        DSTACK_TRY(auto bytes, hex_member(*attestation, "attestation"));
+        if (bytes.empty() || (bytes[0] != 0x00 && !is_msgpack_map(bytes[0]))) {
+            return make_error("'attestation' is not a versioned attestation (a V0 one starts with byte 0x00)");
+        }
+        return read_binary(bytes, " (JSON)");
+    }
+    const auto* quote = member(document, "quote");
+    if (!quote) return make_error("evidence JSON has neither an 'attestation' nor a 'quote'");
+    Evidence evidence;
+    evidence.source = "GetQuote response";
+    DSTACK_TRY(evidence.quote, hex_member(*quote, "quote"));
+    if (const auto* event_log = member(document, "event_log")) {
+        auto events = event_log_member(*event_log);
+        if (!events) return std::move(events).take_error().context("'event_log'");
+        evidence.event_log = std::move(*events);
+    }
+    if (const auto* report_data = member(document, "report_data")) {
+        DSTACK_TRY(auto bytes, hex_member(*report_data, "report_data"));
+        if (bytes.size() != report_data_size) {
+            return make_error("'report_data' is {} bytes; report data is {}", bytes.size(), report_data_size);
+        }
+        evidence.report_data = std::move(bytes);
+    }
+    if (const auto* vm_config = member(document, "vm_config")) {
+        if (vm_config->IsString()) evidence.vm_config = std::string(vm_config->GetString(), vm_config->GetStringLength());
+        else if (vm_config->IsObject()) evidence.vm_config = serialize(*vm_config);
+        else return make_error("'vm_config' is neither a JSON string nor an object");
+    }
+    return evidence;
+}
+
+}  // namespace
+
+Result<RaTlsEvidence> evidence_from_ratls_pem(std::string_view pem) {
+    auto certificate = crypto::Certificate::from_pem(pem);
+    if (!certificate) return std::move(certificate).take_error().context("RA-TLS certificate");
+    RaTlsEvidence out;
+    out.spki_der = certificate->spki_der();
+
+    DSTACK_TRY(auto attestation, certificate->dstack_extension(crypto::dstack_oid::attestation));
+    if (attestation) {
+        if (attestation->empty() || attestation->front() != 0x00) {
+            return make_error("RA-TLS certificate: the attestation extension does not hold a V0 attestation "
+                              "(only V0 is supported)");
+        }
+        auto evidence = parse_v0_attestation(*attestation);
+        if (!evidence) return std::move(evidence).take_error().context("RA-TLS certificate");
+        out.evidence = std::move(*evidence);
+        out.evidence.source = "RA-TLS certificate (V0 attestation)";
+        return out;
+    }
+
+    DSTACK_TRY(auto quote, certificate->dstack_extension(crypto::dstack_oid::tdx_quote));
+    if (!quote) {
+        return make_error("RA-TLS certificate carries no attestation (neither extension {} nor {})",
+                          crypto::dstack_oid::attestation, crypto::dstack_oid::tdx_quote);
+    }
+    DSTACK_TRY(auto event_log, certificate->dstack_extension(crypto::dstack_oid::event_log));
+    if (!event_log) {
+        return make_error("RA-TLS certificate has a quote but no event log (extension {})",
+                          crypto::dstack_oid::event_log);
+    }
+    if (as_chars(*event_log).substr(0, compressed_event_log_magic.size()) == compressed_event_log_magic) {
+        return make_error("RA-TLS certificate: compressed (ELGZv1) event logs are not supported");
+    }
+    auto events = parse_event_log_json(as_chars(*event_log));
+    if (!events) return std::move(events).take_error().context("RA-TLS certificate event log");
+    out.evidence.quote = std::move(*quote);
+    out.evidence.event_log = std::move(*events);
+    out.evidence.source = "RA-TLS certificate (quote and event log)";
+    return out;
+}
+
+Result<Evidence> read_evidence(ByteView input) {
+    if (input.size() > max_attestation_size) {
+        return make_error("evidence is {} bytes, more than the limit of {}", input.size(), max_attestation_size);
+    }
+    auto text = trim_leading_space(as_chars(input));
+    if (!text.empty() && text.front() == '{') return read_json(text);
+    if (text.substr(0, pem_certificate_header.size()) == pem_certificate_header) {
+        DSTACK_TRY(auto ratls, evidence_from_ratls_pem(text));
+        return std::move(ratls.evidence);
+    }
+    if (text.substr(0, 5) == "-----") return make_error("PEM input is not a certificate");
+    if (auto digits = hex_text(text)) {
+        auto bytes = hex_decode(*digits);
+        if (!bytes) return std::move(bytes).take_error().context("hex evidence");
+        return read_binary(*bytes, " (hex)");
+    }
+    return read_binary(input, "");
+}
+
+}  // namespace dstack::tee
