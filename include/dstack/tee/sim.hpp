@@ -20,12 +20,17 @@
 
 namespace dstack::tee::sim {
 
+// The simulated platform: FMSPC 00906ED50000, PCE-ID 0000, a fixed PPID, CPUSVN
+// 04040202030100050000000000000000, PCESVN 13, SGX type 1 (scalable).
+PckExtension default_pck_extension();
+
 struct SimPkiOptions {
     SimPkiOptions() = default;
     UnixSeconds not_before = 0;              // default: now - 1 day
     UnixSeconds not_after = 0;               // default: not_before + 10 years
-    PckExtension pck;                        // default: FMSPC 00906ED50000, CPUSVN/PCESVN below
-    Fixed<16> tcb_components{};              // SGX TCB component SVNs in the PCK certificate
+    PckExtension pck = default_pck_extension();
+    // SGX TCB component SVNs written in the PCK certificate (TCB matching reads CPUSVN).
+    Fixed<16> tcb_components = default_pck_extension().cpu_svn;
     std::vector<Bytes> revoked_pck_serials;  // listed in the PCK CRL
     std::vector<Bytes> revoked_ca_serials;   // listed in the root CA CRL
 };
@@ -45,6 +50,29 @@ struct SimPki {
 
 Result<SimPki> generate_pki(const SimPkiOptions& options = {});
 
+// The certificates generate_pki issues, one at a time: negative tests re-issue one of them with
+// another validity or under a look-alike issuer. Names are Intel's with "Dstack Simulated" in
+// place of "Intel", so that pck_ca_kind() says "platform".
+Result<crypto::Certificate> issue_root_ca(const crypto::P256PrivateKey& key, UnixSeconds not_before,
+                                          UnixSeconds not_after);
+Result<crypto::Certificate> issue_platform_ca(const crypto::P256PrivateKey& key, const crypto::P256PrivateKey& root_key,
+                                              const crypto::Certificate& root, UnixSeconds not_before,
+                                              UnixSeconds not_after);
+Result<crypto::Certificate> issue_pck_certificate(const crypto::P256PrivateKey& key, const PckExtension& pck,
+                                                  const Fixed<16>& tcb_components,
+                                                  const crypto::P256PrivateKey& ca_key, const crypto::Certificate& ca,
+                                                  UnixSeconds not_before, UnixSeconds not_after);
+Result<crypto::Certificate> issue_tcb_signing_certificate(const crypto::P256PrivateKey& key,
+                                                          const crypto::P256PrivateKey& root_key,
+                                                          const crypto::Certificate& root, UnixSeconds not_before,
+                                                          UnixSeconds not_after);
+
+// A DER X.509 v2 CRL (ecdsa-with-SHA256; CRL Number 1; AuthorityKeyIdentifier when the issuer has a
+// SubjectKeyIdentifier) listing `revoked_serials` (certificate serial INTEGER contents, as
+// Certificate::serial() gives them), revoked at this_update. mbedTLS has no CRL writer.
+Result<Bytes> write_crl(const crypto::P256PrivateKey& issuer_key, const crypto::Certificate& issuer,
+                        const std::vector<Bytes>& revoked_serials, UnixSeconds this_update, UnixSeconds next_update);
+
 struct SimCollateralOptions {
     SimCollateralOptions() = default;
     bool tdx = true;
@@ -61,6 +89,8 @@ struct SimCollateralOptions {
 Result<Collateral> make_collateral(const SimPki& pki, const SimCollateralOptions& options = {});
 // Signs an edited TCB info / QE identity text (negative tests change a field and re-sign).
 Bytes sign_document(const SimPki& pki, std::string_view json_text);
+// Unset dates: the TCB info takes the PKI's not_before (and 30 days); the QE identity, which
+// cannot see the PKI, takes issue_date as given (0 is 1970). make_collateral dates both.
 std::string tcb_info_json(const SimPki& pki, const SimCollateralOptions& options);
 std::string qe_identity_json(const SimCollateralOptions& options);
 
@@ -69,8 +99,15 @@ struct SimQuoteOptions {
     std::uint16_t version = 4;     // 3 (SGX), 4 or 5 (TDX)
     bool td15 = false;             // v5 only: TD 1.5 body
     std::optional<TdReport10> td;  // default: a plausible non-debug TD (SEPT_VE_DISABLE set)
-    std::optional<EnclaveReport> enclave;  // SGX body
+    std::optional<EnclaveReport> enclave;  // SGX body (always for v3; for v4/v5 when td is unset)
     std::optional<Fixed<64>> report_data;  // overrides the body's
+    // Header fields (negative tests): the signatures still cover what is written.
+    Fixed<16> qe_vendor_id = intel_qe_vendor_id;
+    std::uint16_t attestation_key_type = attestation_key_type_ecdsa_p256;
+    // Replaces the simulated QE's report. Its report_data[0..32] is then set to the attestation
+    // key binding unless bind_qe_report is false; the PCK key signs it either way.
+    std::optional<EnclaveReport> qe_report;
+    bool bind_qe_report = true;
 };
 
 // A complete quote signed by a fresh attestation key, whose QE report the PCK key signs.
@@ -79,6 +116,9 @@ Result<Bytes> make_quote(const SimPki& pki, const SimQuoteOptions& options = {})
 // The body values the simulator uses by default (tests change one field at a time).
 TdReport10 default_td_report();
 EnclaveReport default_enclave_report();
+// The simulated QE: MRSIGNER sim_qe_mr_signer(), ISVPRODID 2 (TD_QE) or 1 (QE), ISVSVN 8, not
+// debug; report_data = SHA-256(attestation_key (64, x || y) || qe_auth_data) || 32 zero bytes.
 EnclaveReport qe_report_for(ByteView attestation_key, ByteView qe_auth_data, bool tdx);
+const Fixed<32>& sim_qe_mr_signer();
 
 }  // namespace dstack::tee::sim
