@@ -1,18 +1,75 @@
 // applet: verify — its usage text below is also its --help.
 #include "../applet.hpp"
+#include "verify.hpp"
 
 namespace dstack::applets {
 namespace {
 
-constexpr std::string_view usage = R"(usage: dstack verify INPUT
+constexpr std::string_view usage = R"(usage: dstack verify [OPTIONS] INPUT
+       dstack verify collateral QUOTE -o FILE [--pccs URL] [--now TIME]
+       dstack verify serve --listen ADDR [--collateral FILE | --pccs URL] [OPTIONS]
+       dstack verify sim init DIR
+       dstack verify sim quote DIR -o FILE [--version 3|4|5] [--td15] [--report-data HEX]
+       dstack verify sim collateral DIR -o FILE [--sgx] [--status STATUS]
 
-Verifies a TDX or SGX quote (or a dstack attestation) with Intel's DCAP
-collateral, replays the event log and prints one verdict.
+Verifies an Intel TDX or SGX quote, or a dstack attestation, with Intel's DCAP
+collateral; replays its event log into the quote's RTMRs; derives the app's
+identity; prints one verdict: VALID or INVALID, the TCB status and every check
+as passed, failed or not checked (with the reason).
 
+INPUT (a file, or - for standard input) may be: a raw quote; the quote in hex
+(optional 0x); dstack's V0 attestation (raw or hex); a GetQuote response
+({"quote","event_log",...}); {"attestation": "<hex>"}; an RA-TLS certificate
+(PEM). Inputs are limited to 10 MiB, quotes to 64 KiB.
+
+Collateral:
+  --collateral FILE     dcap-qvl's collateral JSON (offline; see 'collateral')
+  --pccs URL            fetch from a PCCS or Intel PCS (default: $PCCS_URL, else
+                        https://pccs.phala.network), cached on disk
+  --cache-dir DIR       collateral cache (default ~/.cache/dstack/collateral)
+  --now TIME            verify at TIME (Unix seconds or RFC 3339) instead of now
+  --trust-root FILE     a root CA (PEM or DER) other than Intel's, e.g. the
+                        simulator's; the verdict then says SIMULATED
+
+Policy (strict by default: only UpToDate with no advisories passes):
+  --allow-status S      also accept TCB status S (repeatable, or a comma list):
+                        SWHardeningNeeded, ConfigurationNeeded,
+                        ConfigurationAndSWHardeningNeeded, OutOfDate,
+                        OutOfDateConfigurationNeeded (Revoked never passes)
+  --allow-advisory ID   accept this Intel advisory (repeatable; * = any)
+  --allow-debug         accept a debug TD or enclave
+Every relaxation is printed with the verdict.
+
+Expectations (each one given becomes a check):
+  --report-data HEX     the quote's report data (zero-padded to 64 bytes)
+  --compose FILE        app-compose.json: its SHA-256 must equal compose-hash
+  --app-id HEX  --os-image-hash HEX  --mrtd HEX  --rtmr0 HEX  --rtmr1 HEX  --rtmr2 HEX
+
+Output:
+  --json                one JSON object instead of the text verdict
+  -h, --help            show this text
+  --version             show the version of the dstack binary
+
+Exit status: 0 valid; 1 invalid (the reason is printed); 2 bad usage, an
+unreadable input or collateral that could not be obtained.
+
+Subcommands:
+  collateral  fetch the collateral for QUOTE and write it to FILE, for
+              offline verification later with --collateral
+  serve       dstack-verifier's HTTP API: POST /verify, GET /health
+  sim         the simulated TEE: a test PKI like Intel's (init), quotes with
+              any body values (quote) and signed collateral (collateral);
+              verify them with --trust-root DIR/root.pem
 )";
 
 }  // namespace
 
-int verify_main(int argc, char** argv) { return not_implemented("verify", usage, argc, argv); }
+int verify_main(int argc, char** argv) {
+    std::string_view command = argc > 1 ? argv[1] : "";
+    if (command == "collateral") return verify::collateral_main(usage, argc - 1, argv + 1);
+    if (command == "serve") return verify::serve_main(usage, argc - 1, argv + 1);
+    if (command == "sim") return verify::sim_main(usage, argc - 1, argv + 1);
+    return verify::check_main(usage, argc, argv);
+}
 
 }  // namespace dstack::applets

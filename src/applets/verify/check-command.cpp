@@ -1,0 +1,168 @@
+// `dstack verify INPUT`: one input, one verdict.
+#include <cstdio>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "../applet.hpp"
+#include "dstack/app/identity.hpp"
+#include "dstack/base/hex.hpp"
+#include "dstack/base/version.hpp"
+#include "dstack/tee/attestation.hpp"
+#include "verify.hpp"
+
+namespace dstack::applets::verify {
+namespace {
+
+struct CheckArgs {
+    std::string input;
+    CollateralSource collateral;
+    std::optional<std::string> now;
+    std::optional<std::string> trust_root;
+    std::vector<std::string> allow_status;
+    std::vector<std::string> allow_advisory;
+    bool allow_debug = false;
+    std::optional<std::string> report_data, compose, app_id, os_image_hash, mrtd, rtmr[3];
+    bool json = false;
+};
+
+Result<std::optional<Bytes>> optional_hex(const std::optional<std::string>& text, std::string_view flag, std::size_t max_size) {
+    if (!text) return std::optional<Bytes>{};
+    auto bytes = hex_decode(*text);
+    if (!bytes) return std::move(bytes).take_error().context(fmt::format("{}", flag));
+    if (bytes->size() > max_size) return make_error("{}: {} bytes, at most {} expected", flag, bytes->size(), max_size);
+    return std::optional<Bytes>(std::move(*bytes));
+}
+
+Result<app::Policy> policy_from(const CheckArgs& args) {
+    app::Policy policy;
+    for (const auto& list : args.allow_status) {
+        std::size_t start = 0;
+        while (start <= list.size()) {
+            auto end = list.find(',', start);
+            if (end == std::string::npos) end = list.size();
+            auto name = std::string_view(list).substr(start, end - start);
+            start = end + 1;
+            if (name.empty()) continue;
+            auto status = tee::parse_tcb_status(name);
+            if (!status) return make_error("--allow-status: unknown TCB status '{}'", name);
+            if (*status == tee::TcbStatus::revoked) return make_error("--allow-status: Revoked can never be accepted");
+            if (std::find(policy.allowed_statuses.begin(), policy.allowed_statuses.end(), *status) == policy.allowed_statuses.end())
+                policy.allowed_statuses.push_back(*status);
+        }
+    }
+    policy.allowed_advisories = args.allow_advisory;
+    policy.allow_debug = args.allow_debug;
+    return policy;
+}
+
+Result<app::Expectations> expectations_from(const CheckArgs& args) {
+    app::Expectations expected;
+    DSTACK_TRY(expected.report_data, optional_hex(args.report_data, "--report-data", 64));
+    DSTACK_TRY(expected.app_id, optional_hex(args.app_id, "--app-id", 64));
+    DSTACK_TRY(expected.os_image_hash, optional_hex(args.os_image_hash, "--os-image-hash", 64));
+    DSTACK_TRY(expected.mrtd, optional_hex(args.mrtd, "--mrtd", 48));
+    for (int i = 0; i < 3; ++i) {
+        DSTACK_TRY(expected.rtmr[i], optional_hex(args.rtmr[i], fmt::format("--rtmr{}", i), 48));
+    }
+    if (args.compose) {
+        auto compose = read_input(*args.compose, 1024 * 1024);
+        if (!compose) return std::move(compose).take_error().context("--compose");
+        expected.compose_hash = app::compose_hash(*compose);
+    }
+    return expected;
+}
+
+int usage_error(const std::string& message) {
+    fmt::print(stderr, "dstack verify: {}\n", message);
+    return exit_usage;
+}
+
+}  // namespace
+
+int check_main(std::string_view usage, int argc, char** argv) {
+    CheckArgs args;
+    CLI::App cli{"dstack verify", "verify"};
+    cli.set_help_flag();
+    bool help = false, version = false;
+    cli.add_flag("-h,--help", help);
+    cli.add_flag("--version", version);
+    cli.add_option("INPUT", args.input);
+    cli.add_option("--collateral", args.collateral.file);
+    cli.add_option("--pccs", args.collateral.pccs_url);
+    cli.add_option("--cache-dir", args.collateral.cache_dir);
+    cli.add_option("--now", args.now);
+    cli.add_option("--trust-root", args.trust_root);
+    cli.add_option("--allow-status", args.allow_status)->allow_extra_args(false);
+    cli.add_option("--allow-advisory", args.allow_advisory)->allow_extra_args(false);
+    cli.add_flag("--allow-debug", args.allow_debug);
+    cli.add_option("--report-data", args.report_data);
+    cli.add_option("--compose", args.compose);
+    cli.add_option("--app-id", args.app_id);
+    cli.add_option("--os-image-hash", args.os_image_hash);
+    cli.add_option("--mrtd", args.mrtd);
+    cli.add_option("--rtmr0", args.rtmr[0]);
+    cli.add_option("--rtmr1", args.rtmr[1]);
+    cli.add_option("--rtmr2", args.rtmr[2]);
+    cli.add_flag("--json", args.json);
+    try {
+        cli.parse(argc, argv);
+    } catch (const CLI::ParseError& error) {
+        return usage_error(fmt::format("{} (see dstack verify --help)", error.what()));
+    }
+    if (help) {
+        fmt::print("{}", usage);
+        return exit_ok;
+    }
+    if (version) {
+        fmt::print("{}\n", version_line());
+        return exit_ok;
+    }
+    if (args.input.empty()) return usage_error("no INPUT given (see dstack verify --help)");
+    if (args.collateral.file && args.collateral.pccs_url) return usage_error("give --collateral or --pccs, not both");
+
+    auto policy = policy_from(args);
+    if (!policy) return usage_error(policy.error().message);
+    auto expectations = expectations_from(args);
+    if (!expectations) return usage_error(expectations.error().message);
+
+    tee::DcapOptions options;
+    if (args.now) {
+        auto now = parse_time(*args.now);
+        if (!now) return usage_error(now.error().message);
+        options.now = *now;
+    } else {
+        options.now = system_now();
+    }
+    if (args.trust_root) {
+        auto root = read_trust_root(*args.trust_root);
+        if (!root) return usage_error(root.error().message);
+        options.trust_anchor = std::move(*root);
+    }
+
+    auto input = read_input(args.input, tee::max_attestation_size);
+    if (!input) return usage_error(input.error().message);
+    auto evidence = tee::read_evidence(*input);
+    if (!evidence) return usage_error(fmt::format("{}: {}", args.input, evidence.error().message));
+
+    // Collateral is chosen by the quote's platform; a quote too broken to say which platform it is
+    // from still gets a verdict (INVALID) when the collateral is given as a file.
+    auto quote = tee::parse_quote(evidence->quote);
+    Result<tee::Collateral> collateral = Error{"no collateral"};
+    if (args.collateral.file || quote) {
+        collateral = quote ? obtain_collateral(args.collateral, *quote, options.now)
+                           : obtain_collateral(args.collateral, tee::Quote{}, options.now);
+    } else {
+        collateral = std::move(quote).take_error().context("cannot fetch collateral for this quote");
+    }
+    if (!collateral) return usage_error(collateral.error().message);
+
+    tee::CollateralCache cache;
+    options.cache = &cache;
+    auto verdict = app::verify_evidence(*evidence, *collateral, options, *policy, *expectations);
+    if (args.json) fmt::print("{}\n", app::verdict_json(verdict));
+    else fmt::print("{}", render_verdict(verdict));
+    return verdict.valid ? exit_ok : exit_failure;
+}
+
+}  // namespace dstack::applets::verify

@@ -1,0 +1,45 @@
+// The verify applet's commands and what they share: reading inputs, obtaining collateral,
+// printing verdicts. Each command file holds one command.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "dstack/app/verdict.hpp"
+#include "dstack/base/clock.hpp"
+#include "dstack/base/result.hpp"
+#include "dstack/crypto/certificate.hpp"
+#include "dstack/tee/collateral.hpp"
+#include "dstack/tee/quote.hpp"
+
+namespace dstack::applets::verify {
+
+int check_main(std::string_view usage, int argc, char** argv);
+int collateral_main(std::string_view usage, int argc, char** argv);
+int serve_main(std::string_view usage, int argc, char** argv);
+int sim_main(std::string_view usage, int argc, char** argv);
+
+// Where collateral comes from: a file, or a PCCS (with a cache).
+struct CollateralSource {
+    std::optional<std::string> file;
+    std::optional<std::string> pccs_url;
+    std::optional<std::string> cache_dir;
+
+    std::string effective_pccs_url() const;  // --pccs, else $PCCS_URL, else Phala's PCCS
+};
+// From the PCCS (through the on-disk cache).
+Result<tee::Collateral> fetch_collateral_now(const CollateralSource& source, const tee::Quote& quote, UnixSeconds now);
+Result<tee::Collateral> obtain_collateral(const CollateralSource& source, const tee::Quote& quote, UnixSeconds now);
+
+// A file, or "-" for standard input, at most `max_size` bytes.
+Result<Bytes> read_input(const std::string& path, std::size_t max_size);
+// Unix seconds or RFC 3339.
+Result<UnixSeconds> parse_time(std::string_view text);
+// PEM or DER.
+Result<crypto::Certificate> read_trust_root(const std::string& path);
+
+// The text verdict.
+std::string render_verdict(const app::Verdict& verdict);
+
+}  // namespace dstack::applets::verify
