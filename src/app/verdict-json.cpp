@@ -92,6 +92,8 @@ std::string verdict_json(const Verdict& verdict) {
     string_or_null(out, verdict.valid ? std::nullopt : std::optional<std::string>(verdict.reason));
     key(out, "input");
     string(out, verdict.source);
+    key(out, "verified_at");
+    string(out, format_rfc3339(verdict.verified_at));
     key(out, "quote");
     if (verdict.quote) write_quote(out, *verdict.quote);
     else out.Null();

@@ -134,6 +134,7 @@ Verdict verify_evidence(const tee::Evidence& evidence, const tee::Collateral& co
                         const Policy& policy, const Expectations& expectations) {
     Verdict verdict;
     verdict.source = evidence.source;
+    verdict.verified_at = options.now;
     verdict.relaxations = policy.relaxations();
     verdict.simulated = options.trust_anchor && options.trust_anchor->der() != tee::intel_sgx_root_ca().der();
 

@@ -40,6 +40,7 @@ struct Verdict {
     bool simulated = false;       // verified against a trust anchor other than Intel's root
     std::string reason;           // why invalid: the first failed check
     std::string source;           // what the input was
+    UnixSeconds verified_at = 0;  // the time the collateral and certificates were judged at
     tee::DcapResult dcap;         // DCAP checks, report and first error
     std::optional<tee::Quote> quote;  // as parsed (its values are trustworthy only when dcap.ok())
     std::vector<tee::Check> checks;  // every check: DCAP's, then event log, binding, identity, expectations, policy

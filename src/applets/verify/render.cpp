@@ -31,6 +31,7 @@ std::string render_verdict(const app::Verdict& verdict) {
     out += fmt::format("{}{}\n", verdict.valid ? "VALID" : "INVALID", simulated);
     if (!verdict.valid) out += fmt::format("  reason:       {}\n", verdict.reason);
     out += fmt::format("  input:        {}\n", verdict.source);
+    out += fmt::format("  verified at:  {}\n", format_rfc3339(verdict.verified_at));
     if (verdict.quote) {
         const auto& quote = *verdict.quote;
         out += fmt::format("  quote:        {} v{}{}\n", quote.is_tdx() ? "TDX" : "SGX", quote.header.version,
