@@ -160,7 +160,8 @@ private:
 
 // The key as JSON defines it (escapes decoded), from its literal.
 std::optional<std::string> decode_key_literal(std::string_view literal) {
-    if (literal.size() >= 2 && literal.find('\\') == std::string_view::npos) return std::string(literal.substr(1, literal.size() - 2));
+    if (literal.size() >= 2 && literal.find('\\') == std::string_view::npos)
+        return std::string(literal.substr(1, literal.size() - 2));
     rapidjson::Document key;
     key.Parse<json_parse_flags>(literal.data(), literal.size());
     if (key.HasParseError() || !key.IsString()) return std::nullopt;

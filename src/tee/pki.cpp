@@ -65,7 +65,8 @@ Result<std::optional<unsigned>> path_length_limit(const crypto::Certificate& cer
     end = p + length;
     if (p < end && *p == MBEDTLS_ASN1_BOOLEAN) {
         int ca = 0;
-        if (mbedtls_asn1_get_bool(&p, end, &ca) != 0) return make_error("malformed BasicConstraints in {}", certificate.subject_text());
+        if (mbedtls_asn1_get_bool(&p, end, &ca) != 0)
+            return make_error("malformed BasicConstraints in {}", certificate.subject_text());
     }
     if (p == end) return std::optional<unsigned>{};
     int limit = 0;
@@ -167,9 +168,11 @@ Result<void> check_revocation(const crypto::Certificate& certificate, const cryp
     for (const auto& crl : crls) {
         if (crl.issuer_der() != certificate.issuer_der()) continue;
         if (auto signed_by = crl.verify_issued_by(issuer); !signed_by)
-            return std::move(signed_by).take_error().context(fmt::format("InvalidCrlSignatureForPublicKey: CRL from {}", issuer.subject_text()));
+            return std::move(signed_by).take_error().context(
+                fmt::format("InvalidCrlSignatureForPublicKey: CRL from {}", issuer.subject_text()));
         if (now < crl.this_update())
-            return make_error("CRL from {} is not yet valid (thisUpdate {})", issuer.subject_text(), format_rfc3339(crl.this_update()));
+            return make_error("CRL from {} is not yet valid (thisUpdate {})", issuer.subject_text(),
+                              format_rfc3339(crl.this_update()));
         if (now > crl.next_update())
             return make_error("CrlExpired: CRL expired: the CRL from {} was due for renewal at {}", issuer.subject_text(),
                               format_rfc3339(crl.next_update()));
@@ -178,14 +181,16 @@ Result<void> check_revocation(const crypto::Certificate& certificate, const cryp
         covered = true;
     }
     if (!covered)
-        return make_error("UnknownRevocationStatus: no CRL from {} to check {}", issuer.subject_text(), certificate.subject_text());
+        return make_error("UnknownRevocationStatus: no CRL from {} to check {}", issuer.subject_text(),
+                          certificate.subject_text());
     return {};
 }
 
 }  // namespace
 
 Result<Crl> Crl::from_der(ByteView der) {
-    if (der.size() > max_crl_size) return make_error("Failed to parse CRL: {} bytes exceed the {}-byte limit", der.size(), max_crl_size);
+    if (der.size() > max_crl_size)
+        return make_error("Failed to parse CRL: {} bytes exceed the {}-byte limit", der.size(), max_crl_size);
     if (der.empty()) return make_error("Failed to parse CRL: empty input");
     auto impl = std::make_shared<Impl>();
     int rc = mbedtls_x509_crl_parse_der(&impl->crl, der.data(), der.size());

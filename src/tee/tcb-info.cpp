@@ -32,7 +32,9 @@ class ObjectReader {
 public:
     ObjectReader(const Json& object, std::string path) : object_(object), path_(std::move(path)) {}
 
-    std::string field_path(std::string_view key) const { return path_.empty() ? std::string(key) : fmt::format("{}.{}", path_, key); }
+    std::string field_path(std::string_view key) const {
+        return path_.empty() ? std::string(key) : fmt::format("{}.{}", path_, key);
+    }
 
     // nullptr when absent or null; duplicates are refused so that no two readers disagree.
     Result<const Json*> optional(std::string_view key) const {
@@ -182,7 +184,8 @@ struct DocumentDates {
     std::string next_update;
 };
 
-Result<void> read_dates(const DocumentDates& dates, std::string_view document_name, UnixSeconds& issue_date, UnixSeconds& next_update) {
+Result<void> read_dates(const DocumentDates& dates, std::string_view document_name, UnixSeconds& issue_date,
+                        UnixSeconds& next_update) {
     auto issue = parse_rfc3339(dates.issue_date);
     if (!issue) return std::move(issue).take_error().context(fmt::format("Failed to parse {} issue date", document_name));
     auto next = parse_rfc3339(dates.next_update);
