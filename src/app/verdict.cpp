@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "dstack/base/hex.hpp"
+#include "dstack/base/printable.hpp"
 
 namespace dstack::app {
 
@@ -201,6 +202,11 @@ Verdict verify_evidence(const tee::Evidence& evidence, const tee::Collateral& co
     expect_measurement("expected RTMR2", expectations.rtmr[2], td ? &td->rt_mr2 : nullptr);
 
     check_policy(verdict, policy, checks);
+
+    // Details quote hostile input (PEM labels, names): keep every output printable and valid UTF-8.
+    for (auto& check : verdict.checks) check.detail = printable_text(check.detail);
+    for (auto& check : verdict.dcap.checks) check.detail = printable_text(check.detail);
+    if (verdict.dcap.error) verdict.dcap.error->message = printable_text(verdict.dcap.error->message);
 
     auto first_failure = std::find_if(verdict.checks.begin(), verdict.checks.end(),
                                       [](const Check& c) { return c.state == CheckState::failed; });

@@ -223,7 +223,7 @@ std::shared_ptr<const CollateralOutcome> evaluate_collateral(const Collateral& c
     auto& checks = outcome->document_checks;
     auto tcb_info = parse_tcb_info(collateral.tcb_info);
     if (!tcb_info) {
-        outcome->document_error = std::move(tcb_info).take_error().context("Failed to decode TcbInfo");
+        outcome->document_error = std::move(tcb_info).take_error();  // already says "Failed to decode TcbInfo"
         checks.push_back(failed("TCB Info validity", *outcome->document_error));
         return outcome;
     }
@@ -242,7 +242,7 @@ std::shared_ptr<const CollateralOutcome> evaluate_collateral(const Collateral& c
     // Step 6: QE identity.
     auto qe_identity = parse_qe_identity(collateral.qe_identity);
     if (!qe_identity) {
-        outcome->document_error = std::move(qe_identity).take_error().context("Failed to decode QeIdentity");
+        outcome->document_error = std::move(qe_identity).take_error();  // already says "Failed to decode QeIdentity"
         checks.push_back(failed("QE Identity validity", *outcome->document_error));
         return outcome;
     }
