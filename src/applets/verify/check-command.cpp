@@ -34,28 +34,6 @@ Result<std::optional<Bytes>> optional_hex(const std::optional<std::string>& text
     return std::optional<Bytes>(std::move(*bytes));
 }
 
-Result<app::Policy> policy_from(const CheckArgs& args) {
-    app::Policy policy;
-    for (const auto& list : args.allow_status) {
-        std::size_t start = 0;
-        while (start <= list.size()) {
-            auto end = list.find(',', start);
-            if (end == std::string::npos) end = list.size();
-            auto name = std::string_view(list).substr(start, end - start);
-            start = end + 1;
-            if (name.empty()) continue;
-            auto status = tee::parse_tcb_status(name);
-            if (!status) return make_error("--allow-status: unknown TCB status '{}'", name);
-            if (*status == tee::TcbStatus::revoked) return make_error("--allow-status: Revoked can never be accepted");
-            if (std::find(policy.allowed_statuses.begin(), policy.allowed_statuses.end(), *status) == policy.allowed_statuses.end())
-                policy.allowed_statuses.push_back(*status);
-        }
-    }
-    policy.allowed_advisories = args.allow_advisory;
-    policy.allow_debug = args.allow_debug;
-    return policy;
-}
-
 Result<app::Expectations> expectations_from(const CheckArgs& args) {
     app::Expectations expected;
     DSTACK_TRY(expected.report_data, optional_hex(args.report_data, "--report-data", 64));
@@ -121,7 +99,7 @@ int check_main(std::string_view usage, int argc, char** argv) {
     if (args.input.empty()) return usage_error("no INPUT given (see dstack verify --help)");
     if (args.collateral.file && args.collateral.pccs_url) return usage_error("give --collateral or --pccs, not both");
 
-    auto policy = policy_from(args);
+    auto policy = parse_policy(args.allow_status, args.allow_advisory, args.allow_debug);
     if (!policy) return usage_error(policy.error().message);
     auto expectations = expectations_from(args);
     if (!expectations) return usage_error(expectations.error().message);

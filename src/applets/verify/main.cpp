@@ -7,7 +7,7 @@ namespace {
 
 constexpr std::string_view usage = R"(usage: dstack verify [OPTIONS] INPUT
        dstack verify collateral QUOTE -o FILE [--pccs URL] [--now TIME]
-       dstack verify serve --listen ADDR [--collateral FILE | --pccs URL] [OPTIONS]
+       dstack verify serve --listen ADDR [--collateral FILE | --pccs URL] [SERVE OPTIONS]
        dstack verify sim init DIR
        dstack verify sim quote DIR -o FILE [--version 3|4|5] [--td15] [--report-data HEX]
        dstack verify sim collateral DIR -o FILE [--sgx] [--status STATUS]
@@ -56,7 +56,19 @@ unreadable input or collateral that could not be obtained.
 Subcommands:
   collateral  fetch the collateral for QUOTE and write it to FILE, for
               offline verification later with --collateral
-  serve       dstack-verifier's HTTP API: POST /verify, GET /health
+  serve       dstack-verifier's HTTP API: POST /verify (upstream's request
+              and response JSON), GET /health. Takes --collateral, --pccs,
+              --cache-dir, --now (offline tests only: a fixed clock),
+              --trust-root and the policy options above, and:
+    --listen ADDR       HOST:PORT, [::1]:PORT, tcp:HOST:PORT, unix:PATH[?mode=0660]
+                        or systemd:N (port 0: any free port; the address is
+                        printed once listening)
+    --skip-os-image     accept evidence whose OS image is not measured: this
+                        verifier does not compute OS image measurements, so
+                        without it every response is is_valid false
+    --threads N         requests verified at once (default 2)
+              Without --collateral, collateral is fetched per request from the
+              PCCS, through the cache. Request bodies are limited to 2 MiB.
   sim         the simulated TEE: a test PKI like Intel's (init), quotes with
               any body values (quote) and signed collateral (collateral);
               verify them with --trust-root DIR/root.pem

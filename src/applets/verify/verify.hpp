@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "dstack/app/verdict.hpp"
 #include "dstack/base/clock.hpp"
@@ -38,6 +39,10 @@ Result<Bytes> read_input(const std::string& path, std::size_t max_size);
 Result<UnixSeconds> parse_time(std::string_view text);
 // PEM or DER.
 Result<crypto::Certificate> read_trust_root(const std::string& path);
+
+// --allow-status (repeatable, comma lists; Revoked refused), --allow-advisory, --allow-debug.
+Result<app::Policy> parse_policy(const std::vector<std::string>& allow_status, const std::vector<std::string>& allow_advisory,
+                                 bool allow_debug);
 
 // The text verdict.
 std::string render_verdict(const app::Verdict& verdict);

@@ -1,0 +1,31 @@
+// Option parsing that more than one verify command shares: the TCB policy flags.
+#include <algorithm>
+
+#include "verify.hpp"
+
+namespace dstack::applets::verify {
+
+Result<app::Policy> parse_policy(const std::vector<std::string>& allow_status, const std::vector<std::string>& allow_advisory,
+                                 bool allow_debug) {
+    app::Policy policy;
+    for (const auto& list : allow_status) {
+        std::size_t start = 0;
+        while (start <= list.size()) {
+            auto end = list.find(',', start);
+            if (end == std::string::npos) end = list.size();
+            auto name = std::string_view(list).substr(start, end - start);
+            start = end + 1;
+            if (name.empty()) continue;
+            auto status = tee::parse_tcb_status(name);
+            if (!status) return make_error("--allow-status: unknown TCB status '{}'", name);
+            if (*status == tee::TcbStatus::revoked) return make_error("--allow-status: Revoked can never be accepted");
+            if (std::find(policy.allowed_statuses.begin(), policy.allowed_statuses.end(), *status) == policy.allowed_statuses.end())
+                policy.allowed_statuses.push_back(*status);
+        }
+    }
+    policy.allowed_advisories = allow_advisory;
+    policy.allow_debug = allow_debug;
+    return policy;
+}
+
+}  // namespace dstack::applets::verify

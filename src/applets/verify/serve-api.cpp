@@ -1,0 +1,312 @@
+// POST /verify: upstream's VerificationRequest in, VerificationResponse out. Every detail this
+// verifier did not establish itself is reported false or null, never passed.
+#include "serve-api.hpp"
+
+#include <algorithm>
+
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "dstack/base/hex.hpp"
+#include "dstack/base/json-escape.hpp"
+#include "dstack/tee/quote.hpp"
+
+namespace dstack::applets::verify {
+namespace {
+
+constexpr unsigned json_parse_flags = rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag;
+// Requests and key-provider payloads are flat objects; anything nested deeper is refused before
+// parsing, because rapidjson frees a document recursively and a hostile body could exhaust the stack.
+constexpr int max_json_depth = 8;
+
+bool nesting_within(std::string_view json, int limit) {
+    int depth = 0;
+    bool in_string = false;
+    for (std::size_t i = 0; i < json.size(); ++i) {
+        char c = json[i];
+        if (in_string) {
+            if (c == '\\') ++i;
+            else if (c == '"') in_string = false;
+            continue;
+        }
+        if (c == '"') in_string = true;
+        else if (c == '[' || c == '{') {
+            if (++depth > limit) return false;
+        } else if (c == ']' || c == '}') {
+            --depth;
+        }
+    }
+    return true;
+}
+
+Result<std::optional<std::string>> optional_string(const rapidjson::Value& object, const char* name) {
+    auto member = object.FindMember(name);
+    if (member == object.MemberEnd() || member->value.IsNull()) return std::optional<std::string>{};
+    if (!member->value.IsString()) return make_error("invalid request: field '{}' must be a string", name);
+    return std::optional<std::string>(std::string(member->value.GetString(), member->value.GetStringLength()));
+}
+
+using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
+
+void key(JsonWriter& out, std::string_view name) { out.Key(name.data(), static_cast<rapidjson::SizeType>(name.size())); }
+// Escaped by hand: reasons can quote request bytes that are not valid UTF-8.
+void string(JsonWriter& out, std::string_view text) {
+    std::string quoted = "\"" + json_escape(text) + "\"";
+    out.RawValue(quoted.data(), quoted.size(), rapidjson::kStringType);
+}
+void hex(JsonWriter& out, std::string_view name, ByteView bytes) {
+    key(out, name);
+    string(out, hex_encode(bytes));
+}
+void strings(JsonWriter& out, const std::vector<std::string>& items) {
+    out.StartArray();
+    for (const auto& item : items) string(out, item);
+    out.EndArray();
+}
+
+const tee::Check* find_check(const app::Verdict& verdict, std::string_view name) {
+    auto it = std::find_if(verdict.checks.begin(), verdict.checks.end(), [&](const tee::Check& c) { return c.name == name; });
+    return it == verdict.checks.end() ? nullptr : &*it;
+}
+bool failed(const tee::Check* check) { return check && check->state == tee::CheckState::failed; }
+
+constexpr std::string_view rtmr3_check = "runtime events replay RTMR3";
+constexpr std::string_view boot_rtmrs_check = "event log replays RTMR0-2";
+constexpr std::string_view binding_check = "report data matches the attestation";
+constexpr std::string_view policy_check = "TCB policy";
+
+bool event_log_verified(const app::Verdict& verdict) {
+    const auto* rtmr3 = find_check(verdict, rtmr3_check);
+    return rtmr3 && rtmr3->state == tee::CheckState::passed && !failed(find_check(verdict, boot_rtmrs_check));
+}
+
+// The first reason in upstream's order of steps: the quote (DCAP, its binding to the attestation,
+// the TCB policy), the event log, then the OS image. Empty when valid.
+std::string reason_for(const app::Verdict& verdict, const ResponseSettings& settings) {
+    if (!verdict.dcap.ok())
+        return fmt::format("Quote verification failed: {}",
+                           verdict.dcap.error ? verdict.dcap.error->message : std::string("the quote did not verify"));
+    if (const auto* check = find_check(verdict, binding_check); failed(check))
+        return fmt::format("Quote verification failed: report_data mismatch: {}", check->detail);
+    if (const auto* check = find_check(verdict, policy_check); failed(check))
+        return fmt::format("Quote verification failed: {}", check->detail);
+    for (auto name : {boot_rtmrs_check, rtmr3_check}) {
+        if (const auto* check = find_check(verdict, name); failed(check))
+            return fmt::format("Event log verification failed: {}", check->detail);
+    }
+    if (!event_log_verified(verdict)) {
+        const auto* rtmr3 = find_check(verdict, rtmr3_check);
+        return fmt::format("Event log verification failed: {}", rtmr3 ? rtmr3->detail : std::string("RTMR3 was not verified"));
+    }
+    if (!verdict.valid) return fmt::format("Quote verification failed: {}", verdict.reason);
+    if (!settings.skip_os_image) return std::string(os_image_not_verified_reason);
+    return {};
+}
+
+// The key-provider event's payload is JSON {"name": ..., "id": ...}; anything else is no key provider.
+struct KeyProvider {
+    std::string name;
+    std::string id;
+};
+std::optional<KeyProvider> key_provider_of(const app::AppInfo& info) {
+    if (info.key_provider_info.empty()) return std::nullopt;
+    std::string_view text = as_chars(info.key_provider_info);
+    if (!nesting_within(text, max_json_depth)) return std::nullopt;
+    rapidjson::Document document;
+    document.Parse<json_parse_flags>(text.data(), text.size());
+    if (document.HasParseError() || !document.IsObject()) return std::nullopt;
+    auto name = document.FindMember("name");
+    auto id = document.FindMember("id");
+    if (name == document.MemberEnd() || !name->value.IsString() || id == document.MemberEnd() || !id->value.IsString())
+        return std::nullopt;
+    return KeyProvider{std::string(name->value.GetString(), name->value.GetStringLength()),
+                       std::string(id->value.GetString(), id->value.GetStringLength())};
+}
+
+void write_app_info(JsonWriter& out, const app::AppInfo& info) {
+    out.StartObject();
+    hex(out, "app_id", info.app_id);
+    hex(out, "compose_hash", info.compose_hash);
+    hex(out, "instance_id", info.instance_id);
+    hex(out, "device_id", info.device_id);
+    hex(out, "mr_system", info.mr_system);
+    hex(out, "mr_aggregated", info.mr_aggregated);
+    hex(out, "os_image_hash", info.os_image_hash);
+    hex(out, "key_provider_info", info.key_provider_info);
+    key(out, "init_script_hashes");
+    out.StartArray();
+    for (const auto& hash : info.init_script_hashes) string(out, hex_encode(hash));
+    out.EndArray();
+    out.EndObject();
+}
+
+void write_boot_info(JsonWriter& out, const app::AppInfo& info, std::string_view tee_variant, std::string_view tcb_status,
+                     const std::vector<std::string>& advisory_ids) {
+    out.StartObject();
+    key(out, "teeVariant");
+    string(out, tee_variant);
+    hex(out, "mrAggregated", info.mr_aggregated);
+    hex(out, "osImageHash", info.os_image_hash);
+    hex(out, "mrSystem", info.mr_system);
+    hex(out, "appId", info.app_id);
+    hex(out, "composeHash", info.compose_hash);
+    hex(out, "instanceId", info.instance_id);
+    hex(out, "deviceId", info.device_id);
+    hex(out, "keyProviderInfo", info.key_provider_info);
+    key(out, "tcbStatus");
+    string(out, tcb_status);
+    key(out, "advisoryIds");
+    strings(out, advisory_ids);
+    out.EndObject();
+}
+
+// What upstream's details start as: nothing verified.
+struct Details {
+    bool quote_verified = false;
+    bool event_log_verified = false;
+    std::optional<std::string> tee_variant;
+    std::optional<std::string> report_data;
+    std::optional<std::string> tcb_status;
+    std::vector<std::string> advisory_ids;
+    std::optional<KeyProvider> key_provider;
+    const app::AppInfo* app_info = nullptr;
+    bool boot_info = false;
+};
+
+std::string response_json(bool is_valid, std::string_view reason, const Details& details) {
+    rapidjson::StringBuffer buffer;
+    JsonWriter out(buffer);
+    auto optional = [&out](std::string_view name, const std::optional<std::string>& value) {
+        key(out, name);
+        if (value) string(out, *value);
+        else out.Null();
+    };
+    out.StartObject();
+    key(out, "is_valid");
+    out.Bool(is_valid);
+    key(out, "reason");
+    if (reason.empty()) out.Null();
+    else string(out, reason);
+    key(out, "details");
+    out.StartObject();
+    key(out, "quote_verified");
+    out.Bool(details.quote_verified);
+    key(out, "event_log_verified");
+    out.Bool(details.event_log_verified);
+    // Neither the OS image nor the ACPI tables are measured by this verifier.
+    key(out, "os_image_hash_verified");
+    out.Bool(false);
+    key(out, "acpi_tables_verified");
+    out.Bool(false);
+    key(out, "os_image_is_dev");
+    out.Null();
+    key(out, "os_image_version");
+    out.Null();
+    optional("tee_variant", details.tee_variant);
+    optional("report_data", details.report_data);
+    optional("tcb_status", details.tcb_status);
+    key(out, "advisory_ids");
+    strings(out, details.advisory_ids);
+    key(out, "key_provider");
+    if (details.key_provider) {
+        out.StartObject();
+        key(out, "name");
+        string(out, details.key_provider->name);
+        key(out, "id");
+        string(out, details.key_provider->id);
+        out.EndObject();
+    } else {
+        out.Null();
+    }
+    key(out, "app_info");
+    if (details.app_info) write_app_info(out, *details.app_info);
+    else out.Null();
+    if (details.boot_info && details.app_info && details.tee_variant && details.tcb_status) {
+        key(out, "boot_info");
+        write_boot_info(out, *details.app_info, *details.tee_variant, *details.tcb_status, details.advisory_ids);
+    }
+    out.EndObject();
+    out.EndObject();
+    return std::string(buffer.GetString(), buffer.GetSize());
+}
+
+}  // namespace
+
+Result<VerificationRequest> parse_verification_request(std::string_view body) {
+    if (!nesting_within(body, max_json_depth)) return make_error("invalid request: JSON nested too deeply");
+    rapidjson::Document document;
+    document.Parse<json_parse_flags>(body.data(), body.size());
+    if (document.HasParseError())
+        return make_error("invalid request JSON: {} (at byte {})", rapidjson::GetParseError_En(document.GetParseError()),
+                          document.GetErrorOffset());
+    if (!document.IsObject()) return make_error("invalid request: expected a JSON object");
+    VerificationRequest request;
+    DSTACK_TRY(request.quote, optional_string(document, "quote"));
+    DSTACK_TRY(request.event_log, optional_string(document, "event_log"));
+    DSTACK_TRY(request.vm_config, optional_string(document, "vm_config"));
+    DSTACK_TRY(request.attestation, optional_string(document, "attestation"));
+    if (auto debug = document.FindMember("debug"); debug != document.MemberEnd() && !debug->value.IsNull()) {
+        if (!debug->value.IsBool()) return make_error("invalid request: field 'debug' must be a boolean");
+        request.debug = debug->value.GetBool();
+    }
+    return request;
+}
+
+Result<tee::Evidence> evidence_from_request(const VerificationRequest& request) {
+    if (request.attestation) {
+        auto bytes = hex_decode(*request.attestation);
+        if (!bytes) return std::move(bytes).take_error().context("Failed to decode attestation hex");
+        if (bytes->size() > tee::max_attestation_size)
+            return make_error("attestation: {} bytes, at most {} accepted", bytes->size(), tee::max_attestation_size);
+        auto evidence = tee::parse_v0_attestation(*bytes);
+        if (!evidence) return std::move(evidence).take_error().context("Failed to decode attestation");
+        return evidence;
+    }
+    if (!request.quote) return make_error("Quote is required");
+    if (!request.event_log) return make_error("Event log is required");
+    auto quote = hex_decode(*request.quote);
+    if (!quote) return std::move(quote).take_error().context("Failed to decode quote hex");
+    if (quote->size() > tee::max_quote_size)
+        return make_error("quote: {} bytes, at most {} accepted", quote->size(), tee::max_quote_size);
+    auto events = tee::parse_event_log_json(*request.event_log);
+    if (!events) return std::move(events).take_error().context("Failed to parse event log");
+
+    tee::Evidence evidence;
+    // The request states no report data of its own: the quote's is the attestation's.
+    if (auto parsed = tee::parse_quote(*quote)) {
+        const auto& report_data = parsed->report_data();
+        evidence.report_data = Bytes(report_data.begin(), report_data.end());
+    }
+    evidence.quote = std::move(*quote);
+    evidence.event_log = std::move(*events);
+    evidence.vm_config = request.vm_config;
+    evidence.source = "verification request (quote and event log)";
+    return evidence;
+}
+
+std::string verification_response_json(const app::Verdict& verdict, const ResponseSettings& settings) {
+    Details details;
+    details.quote_verified = verdict.dcap.ok();
+    details.event_log_verified = event_log_verified(verdict);
+    if (verdict.dcap.ok()) {
+        const auto& report = *verdict.dcap.report;
+        if (report.quote.is_tdx()) details.tee_variant = "dstack-tdx";
+        details.report_data = hex_encode(report.quote.report_data());
+        details.tcb_status = std::string(tee::tcb_status_name(report.verdict.status));
+        details.advisory_ids = report.verdict.advisory_ids;
+    }
+    if (verdict.app_info && details.event_log_verified) {
+        details.app_info = &*verdict.app_info;
+        details.key_provider = key_provider_of(*verdict.app_info);
+    }
+    std::string reason = reason_for(verdict, settings);
+    bool is_valid = reason.empty();
+    details.boot_info = is_valid;
+    return response_json(is_valid, reason, details);
+}
+
+std::string failure_response_json(std::string_view reason) { return response_json(false, reason, Details{}); }
+
+}  // namespace dstack::applets::verify
