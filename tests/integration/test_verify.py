@@ -153,6 +153,12 @@ def real_vector_cases():
     case("GetQuote response: full event log replays RTMR0-3",
          ok and check_state(verdict, "event log replays RTMR0-2") == "passed"
          and check_state(verdict, "runtime events replay RTMR3") == "passed", err)
+    rc, verdict, err = run_json(tdx_collateral + ["--event-log", vec("dstack/ccel.bin"), vec("dcap-qvl/quote-from-tappd.hex")])
+    rtmr_detail = [c["detail"] for c in (verdict or {}).get("checks", []) if c["name"] == "event log replays RTMR0-2"]
+    case("--event-log with a CCEL file: RTMR0 replays to the quote's, the partial log's RTMR1 does not",
+         rc == 1 and rtmr_detail and rtmr_detail[0].startswith("RTMR1 mismatch"), rtmr_detail or err)
+    rc, out, err = run(tdx_collateral + ["--event-log", vec("dstack/ccel.bin"), vec("dstack/attestation.bin")])
+    case("--event-log with evidence that has its own log: exit 2", rc == 2 and "already carries" in err, err)
     rc, out, err = run(tdx_collateral + [vec("dcap-qvl/quote-from-tappd.hex")])
     case("hex quote file: parsed (TDX v4), INVALID against another platform's collateral",
          rc == 1 and "quote:        TDX v4" in out, out + err)

@@ -19,6 +19,7 @@ struct CheckArgs {
     CollateralSource collateral;
     std::optional<std::string> now;
     std::optional<std::string> trust_root;
+    std::optional<std::string> event_log;
     std::vector<std::string> allow_status;
     std::vector<std::string> allow_advisory;
     bool allow_debug = false;
@@ -51,6 +52,17 @@ Result<app::Expectations> expectations_from(const CheckArgs& args) {
     return expected;
 }
 
+// The CCEL binary log (/sys/firmware/acpi/tables/data/CCEL) or a JSON array of events.
+Result<std::vector<tee::TdxEvent>> read_event_log(const std::string& path) {
+    auto bytes = read_input(path, tee::max_event_log_size);
+    if (!bytes) return std::move(bytes).take_error().context("--event-log");
+    auto text = as_chars(*bytes);
+    auto first = text.find_first_not_of(" \t\r\n");
+    auto events = first != std::string_view::npos && text[first] == '[' ? tee::parse_event_log_json(text) : tee::parse_ccel(*bytes);
+    if (!events) return std::move(events).take_error().context(fmt::format("--event-log {}", path));
+    return events;
+}
+
 int usage_error(const std::string& message) {
     fmt::print(stderr, "dstack verify: {}\n", message);
     return exit_usage;
@@ -71,6 +83,7 @@ int check_main(std::string_view usage, int argc, char** argv) {
     cli.add_option("--cache-dir", args.collateral.cache_dir);
     cli.add_option("--now", args.now);
     cli.add_option("--trust-root", args.trust_root);
+    cli.add_option("--event-log", args.event_log);
     cli.add_option("--allow-status", args.allow_status)->allow_extra_args(false);
     cli.add_option("--allow-advisory", args.allow_advisory)->allow_extra_args(false);
     cli.add_flag("--allow-debug", args.allow_debug);
@@ -122,6 +135,13 @@ int check_main(std::string_view usage, int argc, char** argv) {
     if (!input) return usage_error(input.error().message);
     auto evidence = tee::read_evidence(*input);
     if (!evidence) return usage_error(fmt::format("{}: {}", args.input, evidence.error().message));
+
+    if (args.event_log) {
+        if (!evidence->event_log.empty()) return usage_error("--event-log: the input already carries an event log");
+        auto events = read_event_log(*args.event_log);
+        if (!events) return usage_error(events.error().message);
+        evidence->event_log = std::move(*events);
+    }
 
     // Collateral is chosen by the quote's platform; a quote too broken to say which platform it is
     // from still gets a verdict (INVALID) when the collateral is given as a file.

@@ -28,6 +28,8 @@ Collateral:
                         https://pccs.phala.network), cached on disk
   --cache-dir DIR       collateral cache (default ~/.cache/dstack/collateral)
   --now TIME            verify at TIME (Unix seconds or RFC 3339) instead of now
+  --event-log FILE      the event log of a bare quote: the CCEL binary log or a
+                        JSON array of events (as in GetQuote's event_log)
   --trust-root FILE     a root CA (PEM or DER) other than Intel's, e.g. the
                         simulator's; the verdict then says SIMULATED
 
