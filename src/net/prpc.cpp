@@ -9,6 +9,7 @@
 #include <rapidjson/writer.h>
 
 #include "dstack/base/hex.hpp"
+#include "dstack/base/json-nesting.hpp"
 
 namespace dstack::net::prpc {
 
@@ -35,26 +36,6 @@ Error wrong_type(std::string_view field, const rapidjson::Value& v, std::string_
     return make_error("invalid type for field '{}': got {}, expected {}", field, type_name(v), expected);
 }
 
-// Scans the nesting depth without recursion, skipping over strings.
-bool nesting_within(std::string_view json, int limit) {
-    int depth = 0;
-    bool in_string = false;
-    for (std::size_t i = 0; i < json.size(); ++i) {
-        char c = json[i];
-        if (in_string) {
-            if (c == '\\') ++i;
-            else if (c == '"') in_string = false;
-            continue;
-        }
-        if (c == '"') in_string = true;
-        else if (c == '[' || c == '{') {
-            if (++depth > limit) return false;
-        } else if (c == ']' || c == '}') {
-            --depth;
-        }
-    }
-    return true;
-}
 
 bool all_ascii(std::string_view text) {
     return std::all_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
@@ -195,7 +176,7 @@ Result<std::string> Reply::serialize() const {
     if (document_) return to_ascii_json(*document_);
     if (all_ascii(text_)) return text_;
     // Re-encode so the escaping rule holds for text replies too.
-    if (!nesting_within(text_, max_json_depth)) return make_error("reply nests too deeply");
+    if (!json_nesting_within(text_, max_json_depth)) return make_error("reply nests too deeply");
     rapidjson::Document parsed;
     parsed.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(text_.data(), text_.size());
     if (parsed.HasParseError()) return make_error("reply is not valid JSON");
@@ -279,7 +260,7 @@ asio::awaitable<http::Response> Service::handle(http::Request& request, const ht
                 else input.AddMember(key, value, allocator);
             }
         } else if (!request.body.empty()) {
-            if (!nesting_within(request.body, max_json_depth)) {
+            if (!json_nesting_within(request.body, max_json_depth)) {
                 co_return error_response("failed to decode request: JSON nests too deeply");
             }
             input.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(request.body.data(),

@@ -5,6 +5,7 @@
 #include <rapidjson/writer.h>
 
 #include "dstack/base/hex.hpp"
+#include "dstack/base/json-nesting.hpp"
 #include "dstack/tee/eventlog.hpp"
 
 namespace dstack::tee {
@@ -13,27 +14,6 @@ namespace {
 // An event log is an array of flat objects; anything deeper is not one.
 constexpr int max_json_depth = 8;
 
-// Scans the nesting depth without recursion, skipping over strings, so that a hostile document
-// is rejected before the parser allocates for it.
-bool nesting_within(std::string_view json, int limit) {
-    int depth = 0;
-    bool in_string = false;
-    for (std::size_t i = 0; i < json.size(); ++i) {
-        char c = json[i];
-        if (in_string) {
-            if (c == '\\') ++i;
-            else if (c == '"') in_string = false;
-            continue;
-        }
-        if (c == '"') in_string = true;
-        else if (c == '[' || c == '{') {
-            if (++depth > limit) return false;
-        } else if (c == ']' || c == '}') {
-            --depth;
-        }
-    }
-    return true;
-}
 
 const rapidjson::Value* member(const rapidjson::Value& object, std::string_view name) {
     auto it = object.FindMember(rapidjson::Value(rapidjson::StringRef(name.data(), name.size())));
@@ -92,7 +72,7 @@ Result<std::vector<TdxEvent>> parse_event_log_json(std::string_view json) {
     if (json.size() > max_event_log_size) {
         return make_error("event log is {} bytes, more than the limit of {}", json.size(), max_event_log_size);
     }
-    if (!nesting_within(json, max_json_depth)) return make_error("event log JSON nests too deeply");
+    if (!json_nesting_within(json, max_json_depth)) return make_error("event log JSON nests too deeply");
     rapidjson::Document document;
     document.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(json.data(), json.size());
     if (document.HasParseError()) {

@@ -8,6 +8,7 @@
 #include <rapidjson/writer.h>
 
 #include "dstack/base/hex.hpp"
+#include "dstack/base/json-nesting.hpp"
 #include "dstack/crypto/certificate.hpp"
 #include "dstack/crypto/x509-name.hpp"
 #include "dstack/tee/attestation.hpp"
@@ -21,27 +22,6 @@ constexpr std::size_t report_data_size = 64;
 constexpr std::string_view pem_certificate_header = "-----BEGIN CERTIFICATE-----";
 constexpr std::string_view compressed_event_log_magic = "ELGZv1";
 
-// Scans the nesting depth without recursion, skipping over strings: rapidjson's writer recurses,
-// so a hostile document is refused before it is parsed or re-serialised.
-bool nesting_within(std::string_view json, int limit) {
-    int depth = 0;
-    bool in_string = false;
-    for (std::size_t i = 0; i < json.size(); ++i) {
-        char c = json[i];
-        if (in_string) {
-            if (c == '\\') ++i;
-            else if (c == '"') in_string = false;
-            continue;
-        }
-        if (c == '"') in_string = true;
-        else if (c == '[' || c == '{') {
-            if (++depth > limit) return false;
-        } else if (c == ']' || c == '}') {
-            --depth;
-        }
-    }
-    return true;
-}
 
 bool is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
@@ -116,7 +96,7 @@ Result<std::vector<TdxEvent>> event_log_member(const rapidjson::Value& value) {
 }
 
 Result<Evidence> read_json(std::string_view json) {
-    if (!nesting_within(json, max_json_depth)) return make_error("evidence JSON nests too deeply");
+    if (!json_nesting_within(json, max_json_depth)) return make_error("evidence JSON nests too deeply");
     rapidjson::Document document;
     document.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(json.data(), json.size());
     if (document.HasParseError()) {

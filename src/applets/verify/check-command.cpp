@@ -15,14 +15,9 @@ namespace dstack::applets::verify {
 namespace {
 
 struct CheckArgs {
+    VerifierArgs verifier;
     std::string input;
-    CollateralSource collateral;
-    std::optional<std::string> now;
-    std::optional<std::string> trust_root;
     std::optional<std::string> event_log;
-    std::vector<std::string> allow_status;
-    std::vector<std::string> allow_advisory;
-    bool allow_debug = false;
     std::optional<std::string> report_data, compose, app_id, os_image_hash, mrtd, rtmr[3];
     bool json = false;
 };
@@ -77,16 +72,9 @@ int check_main(std::string_view usage, int argc, char** argv) {
     bool help = false, version = false;
     cli.add_flag("-h,--help", help);
     cli.add_flag("--version", version);
+    add_verifier_options(cli, args.verifier);
     cli.add_option("INPUT", args.input);
-    cli.add_option("--collateral", args.collateral.file);
-    cli.add_option("--pccs", args.collateral.pccs_url);
-    cli.add_option("--cache-dir", args.collateral.cache_dir);
-    cli.add_option("--now", args.now);
-    cli.add_option("--trust-root", args.trust_root);
     cli.add_option("--event-log", args.event_log);
-    cli.add_option("--allow-status", args.allow_status)->allow_extra_args(false);
-    cli.add_option("--allow-advisory", args.allow_advisory)->allow_extra_args(false);
-    cli.add_flag("--allow-debug", args.allow_debug);
     cli.add_option("--report-data", args.report_data);
     cli.add_option("--compose", args.compose);
     cli.add_option("--app-id", args.app_id);
@@ -110,23 +98,23 @@ int check_main(std::string_view usage, int argc, char** argv) {
         return exit_ok;
     }
     if (args.input.empty()) return usage_error("no INPUT given (see dstack verify --help)");
-    if (args.collateral.file && args.collateral.pccs_url) return usage_error("give --collateral or --pccs, not both");
+    if (args.verifier.collateral.file && args.verifier.collateral.pccs_url) return usage_error("give --collateral or --pccs, not both");
 
-    auto policy = parse_policy(args.allow_status, args.allow_advisory, args.allow_debug);
+    auto policy = parse_policy(args.verifier.allow_status, args.verifier.allow_advisory, args.verifier.allow_debug);
     if (!policy) return usage_error(policy.error().message);
     auto expectations = expectations_from(args);
     if (!expectations) return usage_error(expectations.error().message);
 
     tee::DcapOptions options;
-    if (args.now) {
-        auto now = parse_time(*args.now);
+    if (args.verifier.now) {
+        auto now = parse_time(*args.verifier.now);
         if (!now) return usage_error(now.error().message);
         options.now = *now;
     } else {
         options.now = system_now();
     }
-    if (args.trust_root) {
-        auto root = read_trust_root(*args.trust_root);
+    if (args.verifier.trust_root) {
+        auto root = read_trust_root(*args.verifier.trust_root);
         if (!root) return usage_error(root.error().message);
         options.trust_anchor = std::move(*root);
     }
@@ -147,9 +135,9 @@ int check_main(std::string_view usage, int argc, char** argv) {
     // from still gets a verdict (INVALID) when the collateral is given as a file.
     auto quote = tee::parse_quote(evidence->quote);
     Result<tee::Collateral> collateral = Error{"no collateral"};
-    if (args.collateral.file || quote) {
-        collateral = quote ? obtain_collateral(args.collateral, *quote, options.now)
-                           : obtain_collateral(args.collateral, tee::Quote{}, options.now);
+    if (args.verifier.collateral.file || quote) {
+        collateral = quote ? obtain_collateral(args.verifier.collateral, *quote, options.now)
+                           : obtain_collateral(args.verifier.collateral, tee::Quote{}, options.now);
     } else {
         collateral = std::move(quote).take_error().context("cannot fetch collateral for this quote");
     }

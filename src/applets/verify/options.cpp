@@ -1,9 +1,22 @@
-// Option parsing that more than one verify command shares: the TCB policy flags.
+// Option parsing that more than one verify command shares: collateral, time, trust anchor, policy.
 #include <algorithm>
+
+#include <CLI/CLI.hpp>
 
 #include "verify.hpp"
 
 namespace dstack::applets::verify {
+
+void add_verifier_options(CLI::App& cli, VerifierArgs& args) {
+    cli.add_option("--collateral", args.collateral.file);
+    cli.add_option("--pccs", args.collateral.pccs_url);
+    cli.add_option("--cache-dir", args.collateral.cache_dir);
+    cli.add_option("--now", args.now);
+    cli.add_option("--trust-root", args.trust_root);
+    cli.add_option("--allow-status", args.allow_status)->allow_extra_args(false);
+    cli.add_option("--allow-advisory", args.allow_advisory)->allow_extra_args(false);
+    cli.add_flag("--allow-debug", args.allow_debug);
+}
 
 Result<app::Policy> parse_policy(const std::vector<std::string>& allow_status, const std::vector<std::string>& allow_advisory,
                                  bool allow_debug) {

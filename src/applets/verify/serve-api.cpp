@@ -10,6 +10,7 @@
 #include <rapidjson/writer.h>
 
 #include "dstack/base/hex.hpp"
+#include "dstack/base/json-nesting.hpp"
 #include "dstack/base/json-escape.hpp"
 #include "dstack/tee/quote.hpp"
 
@@ -21,25 +22,6 @@ constexpr unsigned json_parse_flags = rapidjson::kParseIterativeFlag | rapidjson
 // parsing, because rapidjson frees a document recursively and a hostile body could exhaust the stack.
 constexpr int max_json_depth = 8;
 
-bool nesting_within(std::string_view json, int limit) {
-    int depth = 0;
-    bool in_string = false;
-    for (std::size_t i = 0; i < json.size(); ++i) {
-        char c = json[i];
-        if (in_string) {
-            if (c == '\\') ++i;
-            else if (c == '"') in_string = false;
-            continue;
-        }
-        if (c == '"') in_string = true;
-        else if (c == '[' || c == '{') {
-            if (++depth > limit) return false;
-        } else if (c == ']' || c == '}') {
-            --depth;
-        }
-    }
-    return true;
-}
 
 Result<std::optional<std::string>> optional_string(const rapidjson::Value& object, const char* name) {
     auto member = object.FindMember(name);
@@ -113,7 +95,7 @@ struct KeyProvider {
 std::optional<KeyProvider> key_provider_of(const app::AppInfo& info) {
     if (info.key_provider_info.empty()) return std::nullopt;
     std::string_view text = as_chars(info.key_provider_info);
-    if (!nesting_within(text, max_json_depth)) return std::nullopt;
+    if (!json_nesting_within(text, max_json_depth)) return std::nullopt;
     rapidjson::Document document;
     document.Parse<json_parse_flags>(text.data(), text.size());
     if (document.HasParseError() || !document.IsObject()) return std::nullopt;
@@ -235,7 +217,7 @@ std::string response_json(bool is_valid, std::string_view reason, const Details&
 }  // namespace
 
 Result<VerificationRequest> parse_verification_request(std::string_view body) {
-    if (!nesting_within(body, max_json_depth)) return make_error("invalid request: JSON nested too deeply");
+    if (!json_nesting_within(body, max_json_depth)) return make_error("invalid request: JSON nested too deeply");
     rapidjson::Document document;
     document.Parse<json_parse_flags>(body.data(), body.size());
     if (document.HasParseError())

@@ -28,13 +28,8 @@ constexpr std::size_t max_request_body = 2 * 1024 * 1024;
 constexpr int max_threads = 64;
 
 struct ServeArgs {
+    VerifierArgs verifier;
     std::string listen;
-    CollateralSource collateral;
-    std::optional<std::string> now;
-    std::optional<std::string> trust_root;
-    std::vector<std::string> allow_status;
-    std::vector<std::string> allow_advisory;
-    bool allow_debug = false;
     bool skip_os_image = false;
     int threads = 2;
 };
@@ -116,17 +111,17 @@ int usage_error(const std::string& message) {
 
 Result<std::shared_ptr<Verifier>> make_verifier(const ServeArgs& args) {
     auto verifier = std::make_shared<Verifier>();
-    verifier->collateral_source = args.collateral;
-    DSTACK_TRY(verifier->policy, parse_policy(args.allow_status, args.allow_advisory, args.allow_debug));
-    if (args.now) {
-        DSTACK_TRY(verifier->now, parse_time(*args.now));
+    verifier->collateral_source = args.verifier.collateral;
+    DSTACK_TRY(verifier->policy, parse_policy(args.verifier.allow_status, args.verifier.allow_advisory, args.verifier.allow_debug));
+    if (args.verifier.now) {
+        DSTACK_TRY(verifier->now, parse_time(*args.verifier.now));
     }
-    if (args.trust_root) {
-        DSTACK_TRY(verifier->trust_anchor, read_trust_root(*args.trust_root));
+    if (args.verifier.trust_root) {
+        DSTACK_TRY(verifier->trust_anchor, read_trust_root(*args.verifier.trust_root));
     }
     // A file's collateral serves every request, whatever platform its quote is from.
-    if (args.collateral.file) {
-        DSTACK_TRY(verifier->collateral, obtain_collateral(args.collateral, tee::Quote{}, 0));
+    if (args.verifier.collateral.file) {
+        DSTACK_TRY(verifier->collateral, obtain_collateral(args.verifier.collateral, tee::Quote{}, 0));
     }
     verifier->response.skip_os_image = args.skip_os_image;
     return verifier;
@@ -141,15 +136,8 @@ int serve_main(std::string_view usage, int argc, char** argv) {
     bool help = false, version = false;
     cli.add_flag("-h,--help", help);
     cli.add_flag("--version", version);
+    add_verifier_options(cli, args.verifier);
     cli.add_option("--listen", args.listen);
-    cli.add_option("--collateral", args.collateral.file);
-    cli.add_option("--pccs", args.collateral.pccs_url);
-    cli.add_option("--cache-dir", args.collateral.cache_dir);
-    cli.add_option("--now", args.now);
-    cli.add_option("--trust-root", args.trust_root);
-    cli.add_option("--allow-status", args.allow_status)->allow_extra_args(false);
-    cli.add_option("--allow-advisory", args.allow_advisory)->allow_extra_args(false);
-    cli.add_flag("--allow-debug", args.allow_debug);
     cli.add_flag("--skip-os-image", args.skip_os_image);
     cli.add_option("--threads", args.threads);
     try {
@@ -166,7 +154,7 @@ int serve_main(std::string_view usage, int argc, char** argv) {
         return exit_ok;
     }
     if (args.listen.empty()) return usage_error("--listen ADDR is required (see dstack verify --help)");
-    if (args.collateral.file && args.collateral.pccs_url) return usage_error("give --collateral or --pccs, not both");
+    if (args.verifier.collateral.file && args.verifier.collateral.pccs_url) return usage_error("give --collateral or --pccs, not both");
     if (args.threads < 1 || args.threads > max_threads) return usage_error(fmt::format("--threads: 1 to {}", max_threads));
     auto verifier = make_verifier(args);
     if (!verifier) return usage_error(verifier.error().message);

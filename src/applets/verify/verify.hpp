@@ -14,6 +14,10 @@
 #include "dstack/tee/collateral.hpp"
 #include "dstack/tee/quote.hpp"
 
+namespace CLI {
+class App;
+}
+
 namespace dstack::applets::verify {
 
 int check_main(std::string_view usage, int argc, char** argv);
@@ -29,6 +33,17 @@ struct CollateralSource {
 
     std::string effective_pccs_url() const;  // --pccs, else $PCCS_URL, else Phala's PCCS
 };
+// The options every verifying command takes: collateral source, time, trust anchor, TCB policy.
+struct VerifierArgs {
+    CollateralSource collateral;
+    std::optional<std::string> now;
+    std::optional<std::string> trust_root;
+    std::vector<std::string> allow_status;
+    std::vector<std::string> allow_advisory;
+    bool allow_debug = false;
+};
+void add_verifier_options(CLI::App& cli, VerifierArgs& args);
+
 // From the PCCS (through the on-disk cache).
 Result<tee::Collateral> fetch_collateral_now(const CollateralSource& source, const tee::Quote& quote, UnixSeconds now);
 Result<tee::Collateral> obtain_collateral(const CollateralSource& source, const tee::Quote& quote, UnixSeconds now);
