@@ -177,6 +177,9 @@ Verdict verify_evidence(const tee::Evidence& evidence, const tee::Collateral& co
         const auto& report_data = quote->report_data();
         if (evidence.report_data)
             checks.compare("report data matches the attestation", padded_report_data(*evidence.report_data), report_data);
+        if (evidence.certificate_spki)
+            checks.compare("certificate key bound to the quote", report_data_for("ratls-cert", *evidence.certificate_spki),
+                           report_data);
         if (expectations.report_data) checks.compare("expected report data", padded_report_data(*expectations.report_data), report_data);
     } else if (expectations.report_data) {
         checks.skip("expected report data", "the quote could not be parsed");

@@ -155,6 +155,7 @@ Result<RaTlsEvidence> evidence_from_ratls_pem(std::string_view pem) {
         if (!evidence) return std::move(evidence).take_error().context("RA-TLS certificate");
         out.evidence = std::move(*evidence);
         out.evidence.source = "RA-TLS certificate (V0 attestation)";
+        out.evidence.certificate_spki = out.spki_der;
         return out;
     }
 
@@ -176,6 +177,7 @@ Result<RaTlsEvidence> evidence_from_ratls_pem(std::string_view pem) {
     out.evidence.quote = std::move(*quote);
     out.evidence.event_log = std::move(*events);
     out.evidence.source = "RA-TLS certificate (quote and event log)";
+    out.evidence.certificate_spki = out.spki_der;
     return out;
 }
 

@@ -279,6 +279,40 @@ def sim_cases(tmp):
                         good])
     case("sim CVM: another compose file: INVALID", rc == 1 and "failed       expected compose hash" in out, out + err)
 
+    # RA-TLS: a certificate made by the real openssl CLI carrying a quote (dstack's legacy extensions
+    # 1.3.6.1.4.1.62397.1.1 and .2, each an OCTET STRING inside extnValue) whose report data commits
+    # to the certificate's key.
+    def der_octet_string(content):
+        n = len(content)
+        length = bytes([n]) if n < 0x80 else (bytes([0x81, n]) if n < 0x100 else bytes([0x82, n >> 8, n & 0xff]))
+        return b"\x04" + length + content
+
+    def ratls_certificate(name, key, quote_file):
+        with open(quote_file, "rb") as f:
+            quote_bytes = f.read()
+        cert = os.path.join(tmp, name)
+        subprocess.run(["openssl", "req", "-x509", "-new", "-key", key, "-subj", "/CN=ratls.test", "-days", "1",
+                        "-addext", "1.3.6.1.4.1.62397.1.1=DER:" + der_octet_string(quote_bytes).hex(),
+                        "-addext", "1.3.6.1.4.1.62397.1.2=DER:" + der_octet_string(b"[]").hex(), "-out", cert],
+                       check=True, capture_output=True)
+        return cert
+
+    keys = []
+    for i in range(2):
+        key = os.path.join(tmp, f"ratls{i}.key")
+        subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key], check=True)
+        keys.append(key)
+    spki = subprocess.run(["openssl", "pkey", "-in", keys[0], "-pubout", "-outform", "DER"], check=True,
+                          capture_output=True).stdout
+    bound = hashlib.sha512(b"ratls-cert:" + spki).hexdigest()
+    ratls_quote = make(["sim", "quote", "--report-data", bound], "sim-ratls.bin")
+    rc, out, err = run(["--collateral", collateral, "--trust-root", root, ratls_certificate("ratls.pem", keys[0], ratls_quote)])
+    case("RA-TLS certificate (openssl-made) whose quote commits to its key: VALID",
+         rc == 0 and "passed       certificate key bound to the quote" in out and "RA-TLS certificate" in out, out + err)
+    rc, out, err = run(["--collateral", collateral, "--trust-root", root, ratls_certificate("other.pem", keys[1], ratls_quote)])
+    case("the same quote in a certificate with another key: INVALID",
+         rc == 1 and "failed       certificate key bound to the quote" in out, out + err)
+
     debug = make(["sim", "quote", "--debug"], "sim-debug.bin")
     rc, out, err = run(["--collateral", collateral, "--trust-root", root, debug])
     case("debug TD: INVALID", rc == 1 and "Debug mode is enabled" in out, out)

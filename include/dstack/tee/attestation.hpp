@@ -27,6 +27,9 @@ struct Evidence {
     std::optional<Bytes> report_data;           // 64 bytes, when the container states it
     std::optional<std::string> vm_config;       // JSON text
     std::string source;                         // "raw quote", "V0 attestation", "GetQuote response", ...
+    // From an RA-TLS certificate: its SubjectPublicKeyInfo, which the quote's report data must
+    // commit to (SHA-512("ratls-cert:" || SPKI)), or the evidence could sit in anyone's certificate.
+    std::optional<Bytes> certificate_spki;
 };
 
 // V0: 0x00 || AttestationQuote::DstackTdx{quote, event_log} || runtime_events || report_data[64]
