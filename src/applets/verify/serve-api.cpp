@@ -99,9 +99,10 @@ std::optional<KeyProvider> key_provider_of(const app::AppInfo& info) {
     rapidjson::Document document;
     document.Parse<json_parse_flags>(text.data(), text.size());
     if (document.HasParseError() || !document.IsObject()) return std::nullopt;
-    auto name = document.FindMember("name");
-    auto id = document.FindMember("id");
-    if (name == document.MemberEnd() || !name->value.IsString() || id == document.MemberEnd() || !id->value.IsString())
+    const rapidjson::Value& object = document;  // const iterators: clang finds the mutable ones' == ambiguous
+    auto name = object.FindMember("name");
+    auto id = object.FindMember("id");
+    if (name == object.MemberEnd() || !name->value.IsString() || id == object.MemberEnd() || !id->value.IsString())
         return std::nullopt;
     return KeyProvider{std::string(name->value.GetString(), name->value.GetStringLength()),
                        std::string(id->value.GetString(), id->value.GetStringLength())};
@@ -229,7 +230,8 @@ Result<VerificationRequest> parse_verification_request(std::string_view body) {
     DSTACK_TRY(request.event_log, optional_string(document, "event_log"));
     DSTACK_TRY(request.vm_config, optional_string(document, "vm_config"));
     DSTACK_TRY(request.attestation, optional_string(document, "attestation"));
-    if (auto debug = document.FindMember("debug"); debug != document.MemberEnd() && !debug->value.IsNull()) {
+    const rapidjson::Value& object = document;
+    if (auto debug = object.FindMember("debug"); debug != object.MemberEnd() && !debug->value.IsNull()) {
         if (!debug->value.IsBool()) return make_error("invalid request: field 'debug' must be a boolean");
         request.debug = debug->value.GetBool();
     }
