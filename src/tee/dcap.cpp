@@ -316,6 +316,24 @@ std::shared_ptr<const PckChainOutcome> pck_chain_outcome(std::string_view chain_
     return outcome;
 }
 
+// Step 9. A platform's QE signs one QE report per attestation key, and every quote made with
+// that key carries the same report and signature: with a cache, a signature already verified
+// under this exact PCK certificate (and still inside its chain's validity) is not verified again.
+bool qe_report_signed_by_pck(const Quote& quote, const PckChainOutcome& pck, const Collateral& collateral,
+                             const crypto::Certificate& anchor, UnixSeconds now, CollateralCache* cache) {
+    const auto& auth = quote.auth;
+    Bytes key;
+    if (cache) {
+        key = cache_key("qe-report", collateral, anchor,
+                        concat({pck.chain.front().der(), auth.qe_report_bytes, auth.qe_report_signature}));
+        if (cache->state().find(key, now)) return true;
+    }
+    auto pck_key = pck.chain.front().p256_public_key();
+    if (!pck_key || !crypto::p256_verify(*pck_key, auth.qe_report_bytes, auth.qe_report_signature)) return false;
+    if (cache) cache->state().store(std::move(key), pck.window, std::make_shared<const bool>(true));
+    return true;
+}
+
 // Step 3's header rules, after the structural decode.
 Result<void> check_quote_header(const Quote& quote) {
     const auto& header = quote.header;
@@ -545,8 +563,7 @@ void run_pipeline(ByteView raw_quote, const Collateral& collateral, const DcapOp
                                                     pck->chain.size() > 1 ? pck->chain[1].subject_text() : "?"));
 
     // Step 9.
-    auto pck_key = pck->chain.front().p256_public_key();
-    if (!pck_key || !crypto::p256_verify(*pck_key, quote->auth.qe_report_bytes, quote->auth.qe_report_signature))
+    if (!qe_report_signed_by_pck(*quote, *pck, collateral, anchor, now, options.cache))
         return steps.fail("QE report signature", Error{"Signature is invalid for qe_report in quote"});
     steps.pass("QE report signature");
 

@@ -125,6 +125,11 @@ TEST_CASE("the collateral cache gives the same verdicts and still checks each qu
     options.cache = &cache;
     auto tampered = verify_quote(quote, read_collateral("dcap-qvl/tdx_quote_collateral.json"), options);
     CHECK(error_of(tampered) == "ISV enclave report signature is invalid");
+    // So does a changed QE report (its verified signature is remembered only for its exact bytes).
+    auto qe_tampered_quote = read_vector("dcap-qvl/tdx_quote");
+    qe_tampered_quote[48 + 584 + 4 + 128 + 6 + 100] ^= 1;  // inside the QE report
+    auto qe_tampered = verify_quote(qe_tampered_quote, read_collateral("dcap-qvl/tdx_quote_collateral.json"), options);
+    CHECK(error_of(qe_tampered) == "Signature is invalid for qe_report in quote");
     // Outside the collateral's validity the cached success is not used.
     auto late = verify_at("dcap-qvl/tdx_quote", "dcap-qvl/tdx_quote_collateral.json", 1900000000, &cache);
     CHECK_FALSE(late.ok());
