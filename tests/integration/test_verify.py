@@ -107,6 +107,9 @@ def real_vector_cases():
     rc, out, err = run(sgx + [vec("dcap-qvl/sgx_quote")])
     case("real SGX quote: INVALID under the strict policy",
          rc == 1 and "ConfigurationAndSWHardeningNeeded" in out and "failed       TCB policy" in out, out + err)
+    case("the policy failure says which flags would accept it",
+         "to accept:    --allow-status ConfigurationAndSWHardeningNeeded --allow-advisory INTEL-SA-00289 "
+         "--allow-advisory INTEL-SA-00615" in out, out)
     relaxed = sgx + ["--allow-status", "ConfigurationAndSWHardeningNeeded", "--allow-advisory", "INTEL-SA-00289",
                      "--allow-advisory", "INTEL-SA-00615", vec("dcap-qvl/sgx_quote")]
     rc, out, err = run(relaxed)

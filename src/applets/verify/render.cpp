@@ -23,6 +23,24 @@ std::string advisories_line(const app::Verdict& verdict) {
     return out;
 }
 
+// When only the TCB policy failed: the flags that would accept this platform, so that accepting
+// it is a deliberate, visible choice.
+std::string policy_hint(const app::Verdict& verdict) {
+    if (!verdict.dcap.ok()) return {};
+    bool policy_failed = false;
+    for (const auto& check : verdict.checks) {
+        if (check.state != tee::CheckState::failed) continue;
+        if (check.name != "TCB policy") return {};
+        policy_failed = true;
+    }
+    if (!policy_failed) return {};
+    const auto& tcb = verdict.dcap.report->verdict;
+    std::string flags;
+    if (tcb.status != tee::TcbStatus::up_to_date) flags += fmt::format("--allow-status {}", tee::tcb_status_name(tcb.status));
+    for (const auto& id : tcb.advisory_ids) flags += fmt::format("{}--allow-advisory {}", flags.empty() ? "" : " ", id);
+    return flags;
+}
+
 }  // namespace
 
 std::string render_verdict(const app::Verdict& verdict) {
@@ -30,6 +48,7 @@ std::string render_verdict(const app::Verdict& verdict) {
     std::string simulated = verdict.simulated ? " SIMULATED (not a real TEE: verified against a test root CA)" : "";
     out += fmt::format("{}{}\n", verdict.valid ? "VALID" : "INVALID", simulated);
     if (!verdict.valid) out += fmt::format("  reason:       {}\n", verdict.reason);
+    if (auto hint = policy_hint(verdict); !hint.empty()) out += fmt::format("  to accept:    {}\n", hint);
     out += fmt::format("  input:        {}\n", verdict.source);
     out += fmt::format("  verified at:  {}\n", format_rfc3339(verdict.verified_at));
     if (verdict.quote) {
