@@ -53,23 +53,6 @@ void write_quote(JsonWriter& out, const tee::Quote& quote) {
     out.EndObject();
 }
 
-void write_app_info(JsonWriter& out, const AppInfo& info) {
-    out.StartObject();
-    hex(out, "app_id", info.app_id);
-    hex(out, "compose_hash", info.compose_hash);
-    hex(out, "instance_id", info.instance_id);
-    hex(out, "device_id", info.device_id);
-    hex(out, "mr_system", info.mr_system);
-    hex(out, "mr_aggregated", info.mr_aggregated);
-    hex(out, "os_image_hash", info.os_image_hash);
-    hex(out, "key_provider_info", info.key_provider_info);
-    key(out, "init_script_hashes");
-    out.StartArray();
-    for (const auto& hash : info.init_script_hashes) string(out, hex_encode(hash));
-    out.EndArray();
-    out.EndObject();
-}
-
 }  // namespace
 
 std::string verdict_json(const Verdict& verdict) {
@@ -124,8 +107,12 @@ std::string verdict_json(const Verdict& verdict) {
     out.EndObject();
 
     key(out, "app_info");
-    if (verdict.app_info) write_app_info(out, *verdict.app_info);
-    else out.Null();
+    if (verdict.app_info) {
+        auto info = app_info_json(*verdict.app_info);
+        out.RawValue(info.data(), info.size(), rapidjson::kObjectType);
+    } else {
+        out.Null();
+    }
 
     key(out, "checks");
     out.StartArray();
@@ -139,6 +126,26 @@ std::string verdict_json(const Verdict& verdict) {
         string(out, check.detail);
         out.EndObject();
     }
+    out.EndArray();
+    out.EndObject();
+    return buffer.GetString();
+}
+
+std::string app_info_json(const AppInfo& info) {
+    rapidjson::StringBuffer buffer;
+    JsonWriter out(buffer);
+    out.StartObject();
+    hex(out, "app_id", info.app_id);
+    hex(out, "compose_hash", info.compose_hash);
+    hex(out, "instance_id", info.instance_id);
+    hex(out, "device_id", info.device_id);
+    hex(out, "mr_system", info.mr_system);
+    hex(out, "mr_aggregated", info.mr_aggregated);
+    hex(out, "os_image_hash", info.os_image_hash);
+    hex(out, "key_provider_info", info.key_provider_info);
+    key(out, "init_script_hashes");
+    out.StartArray();
+    for (const auto& hash : info.init_script_hashes) string(out, hex_encode(hash));
     out.EndArray();
     out.EndObject();
     return buffer.GetString();

@@ -6,6 +6,7 @@
 #include <rapidjson/error/en.h>
 
 #include "dstack/base/hex.hpp"
+#include "dstack/base/json-escape.hpp"
 #include "dstack/crypto/hash.hpp"
 
 namespace dstack::tee {
@@ -53,38 +54,11 @@ Result<Bytes> required_hex(const rapidjson::Value& object, std::string_view key)
     return std::move(*bytes);
 }
 
-// serde_json's escaping, so that our output matches dcap-qvl's byte for byte: the two-character
-// forms for the usual controls, \u00xx (lowercase) for the rest, everything else verbatim.
-void append_json_string(std::string& out, std::string_view text) {
-    constexpr char hex_digits[] = "0123456789abcdef";
-    out.push_back('"');
-    for (char c : text) {
-        switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\b': out += "\\b"; break;
-            case '\f': out += "\\f"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            default:
-                if (static_cast<unsigned char>(c) < 0x20) {
-                    out += "\\u00";
-                    out.push_back(hex_digits[(c >> 4) & 0xf]);
-                    out.push_back(hex_digits[c & 0xf]);
-                } else {
-                    out.push_back(c);
-                }
-        }
-    }
-    out.push_back('"');
-}
-
 void append_member(std::string& out, std::string_view key, std::string_view text) {
     if (out.size() > 1) out.push_back(',');
-    append_json_string(out, key);
+    append_json_string_literal(out, key);
     out.push_back(':');
-    append_json_string(out, text);
+    append_json_string_literal(out, text);
 }
 
 void hash_field(crypto::Hasher& hasher, ByteView field) {

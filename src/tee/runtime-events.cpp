@@ -4,42 +4,18 @@
 #include <fmt/format.h>
 
 #include "dstack/base/hex.hpp"
+#include "dstack/base/json-escape.hpp"
 #include "dstack/crypto/hash.hpp"
 #include "dstack/tee/eventlog.hpp"
 
 namespace dstack::tee {
-namespace {
-
-// A JSON string literal as RFC 8785 (ECMAScript JSON.stringify) writes it: only '"', '\\' and
-// control characters are escaped, the short forms where they exist; everything else is copied.
-void append_jcs_string(std::string& out, std::string_view text) {
-    out.push_back('"');
-    for (char c : text) {
-        auto byte = static_cast<unsigned char>(c);
-        switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\b': out += "\\b"; break;
-            case '\f': out += "\\f"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
-            default:
-                if (byte < 0x20) out += fmt::format("\\u{:04x}", byte);
-                else out.push_back(c);
-        }
-    }
-    out.push_back('"');
-}
-
-}  // namespace
 
 Bytes runtime_event_preimage(std::string_view name, ByteView payload, unsigned version) {
     std::string out;
     if (version == 2) {
         // Keys are already in RFC 8785 order ("name" < "payload" < "type").
         out += "{\"name\":";
-        append_jcs_string(out, name);
+        append_json_string_literal(out, name);
         out += ",\"payload\":\"";
         out += hex_encode(payload);
         out += fmt::format("\",\"type\":{}}}", runtime_event_type);

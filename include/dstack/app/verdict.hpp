@@ -53,5 +53,7 @@ Verdict verify_evidence(const tee::Evidence& evidence, const tee::Collateral& co
 
 // The verdict as JSON (the verify applet's --json output).
 std::string verdict_json(const Verdict& verdict);
+// The identity values as upstream's verifier writes its app_info object (hex strings).
+std::string app_info_json(const AppInfo& info);
 
 }  // namespace dstack::app

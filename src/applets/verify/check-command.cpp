@@ -7,7 +7,6 @@
 #include "../applet.hpp"
 #include "dstack/app/identity.hpp"
 #include "dstack/base/hex.hpp"
-#include "dstack/base/version.hpp"
 #include "dstack/tee/attestation.hpp"
 #include "verify.hpp"
 
@@ -68,10 +67,6 @@ int usage_error(const std::string& message) {
 int check_main(std::string_view usage, int argc, char** argv) {
     CheckArgs args;
     CLI::App cli{"dstack verify", "verify"};
-    cli.set_help_flag();
-    bool help = false, version = false;
-    cli.add_flag("-h,--help", help);
-    cli.add_flag("--version", version);
     add_verifier_options(cli, args.verifier);
     cli.add_option("INPUT", args.input);
     cli.add_option("--event-log", args.event_log);
@@ -84,19 +79,7 @@ int check_main(std::string_view usage, int argc, char** argv) {
     cli.add_option("--rtmr1", args.rtmr[1]);
     cli.add_option("--rtmr2", args.rtmr[2]);
     cli.add_flag("--json", args.json);
-    try {
-        cli.parse(argc, argv);
-    } catch (const CLI::ParseError& error) {
-        return usage_error(fmt::format("{} (see dstack verify --help)", error.what()));
-    }
-    if (help) {
-        fmt::print("{}", usage);
-        return exit_ok;
-    }
-    if (version) {
-        fmt::print("{}\n", version_line());
-        return exit_ok;
-    }
+    if (auto done = parse_command_line(cli, usage, argc, argv)) return *done;
     if (args.input.empty()) return usage_error("no INPUT given (see dstack verify --help)");
     if (args.verifier.collateral.file && args.verifier.collateral.pccs_url) return usage_error("give --collateral or --pccs, not both");
 

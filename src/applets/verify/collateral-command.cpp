@@ -13,25 +13,13 @@ int collateral_main(std::string_view usage, int argc, char** argv) {
     std::string input, output;
     CollateralSource source;
     std::optional<std::string> now_text;
-    bool help = false;
     CLI::App cli{"dstack verify collateral", "collateral"};
-    cli.set_help_flag();
-    cli.add_flag("-h,--help", help);
     cli.add_option("QUOTE", input);
     cli.add_option("-o,--output", output);
     cli.add_option("--pccs", source.pccs_url);
     cli.add_option("--cache-dir", source.cache_dir);
     cli.add_option("--now", now_text);
-    try {
-        cli.parse(argc, argv);
-    } catch (const CLI::ParseError& error) {
-        fmt::print(stderr, "dstack verify collateral: {} (see dstack verify --help)\n", error.what());
-        return exit_usage;
-    }
-    if (help) {
-        fmt::print("{}", usage);
-        return exit_ok;
-    }
+    if (auto done = parse_command_line(cli, usage, argc, argv)) return *done;
     if (input.empty() || output.empty()) {
         fmt::print(stderr, "dstack verify collateral: usage: dstack verify collateral QUOTE -o FILE [--pccs URL]\n");
         return exit_usage;

@@ -2,10 +2,36 @@
 #include <algorithm>
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "../applet.hpp"
+#include "dstack/base/version.hpp"
 
 #include "verify.hpp"
 
 namespace dstack::applets::verify {
+
+std::optional<int> parse_command_line(CLI::App& cli, std::string_view usage, int argc, char** argv) {
+    bool help = false, version = false;
+    cli.set_help_flag();
+    cli.add_flag("-h,--help", help);
+    cli.add_flag("--version", version);
+    try {
+        cli.parse(argc, argv);
+    } catch (const CLI::ParseError& error) {
+        fmt::print(stderr, "{}: {} (see dstack verify --help)\n", cli.get_description(), error.what());
+        return exit_usage;
+    }
+    if (help) {
+        fmt::print("{}", usage);
+        return exit_ok;
+    }
+    if (version) {
+        fmt::print("{}\n", version_line());
+        return exit_ok;
+    }
+    return std::nullopt;
+}
 
 void add_verifier_options(CLI::App& cli, VerifierArgs& args) {
     cli.add_option("--collateral", args.collateral.file);

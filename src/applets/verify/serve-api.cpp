@@ -108,23 +108,6 @@ std::optional<KeyProvider> key_provider_of(const app::AppInfo& info) {
                        std::string(id->value.GetString(), id->value.GetStringLength())};
 }
 
-void write_app_info(JsonWriter& out, const app::AppInfo& info) {
-    out.StartObject();
-    hex(out, "app_id", info.app_id);
-    hex(out, "compose_hash", info.compose_hash);
-    hex(out, "instance_id", info.instance_id);
-    hex(out, "device_id", info.device_id);
-    hex(out, "mr_system", info.mr_system);
-    hex(out, "mr_aggregated", info.mr_aggregated);
-    hex(out, "os_image_hash", info.os_image_hash);
-    hex(out, "key_provider_info", info.key_provider_info);
-    key(out, "init_script_hashes");
-    out.StartArray();
-    for (const auto& hash : info.init_script_hashes) string(out, hex_encode(hash));
-    out.EndArray();
-    out.EndObject();
-}
-
 void write_boot_info(JsonWriter& out, const app::AppInfo& info, std::string_view tee_variant, std::string_view tcb_status,
                      const std::vector<std::string>& advisory_ids) {
     out.StartObject();
@@ -204,8 +187,12 @@ std::string response_json(bool is_valid, std::string_view reason, const Details&
         out.Null();
     }
     key(out, "app_info");
-    if (details.app_info) write_app_info(out, *details.app_info);
-    else out.Null();
+    if (details.app_info) {
+        auto info = app::app_info_json(*details.app_info);
+        out.RawValue(info.data(), info.size(), rapidjson::kObjectType);
+    } else {
+        out.Null();
+    }
     if (details.boot_info && details.app_info && details.tee_variant && details.tcb_status) {
         key(out, "boot_info");
         write_boot_info(out, *details.app_info, *details.tee_variant, *details.tcb_status, details.advisory_ids);

@@ -11,7 +11,6 @@
 
 #include "../applet.hpp"
 #include "dstack/base/log.hpp"
-#include "dstack/base/version.hpp"
 #include "dstack/net/http-server.hpp"
 #include "dstack/net/listener.hpp"
 #include "dstack/net/runtime.hpp"
@@ -132,27 +131,11 @@ Result<std::shared_ptr<Verifier>> make_verifier(const ServeArgs& args) {
 int serve_main(std::string_view usage, int argc, char** argv) {
     ServeArgs args;
     CLI::App cli{"dstack verify serve", "serve"};
-    cli.set_help_flag();
-    bool help = false, version = false;
-    cli.add_flag("-h,--help", help);
-    cli.add_flag("--version", version);
     add_verifier_options(cli, args.verifier);
     cli.add_option("--listen", args.listen);
     cli.add_flag("--skip-os-image", args.skip_os_image);
     cli.add_option("--threads", args.threads);
-    try {
-        cli.parse(argc, argv);
-    } catch (const CLI::ParseError& error) {
-        return usage_error(fmt::format("{} (see dstack verify --help)", error.what()));
-    }
-    if (help) {
-        fmt::print("{}", usage);
-        return exit_ok;
-    }
-    if (version) {
-        fmt::print("{}\n", version_line());
-        return exit_ok;
-    }
+    if (auto done = parse_command_line(cli, usage, argc, argv)) return *done;
     if (args.listen.empty()) return usage_error("--listen ADDR is required (see dstack verify --help)");
     if (args.verifier.collateral.file && args.verifier.collateral.pccs_url) return usage_error("give --collateral or --pccs, not both");
     if (args.threads < 1 || args.threads > max_threads) return usage_error(fmt::format("--threads: 1 to {}", max_threads));

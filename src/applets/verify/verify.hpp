@@ -43,6 +43,9 @@ struct VerifierArgs {
     bool allow_debug = false;
 };
 void add_verifier_options(CLI::App& cli, VerifierArgs& args);
+// Adds -h/--help and --version, parses, and answers those two (or a parse error, exit 2). Returns
+// the exit status when the command is already done, nullopt when it should go on.
+std::optional<int> parse_command_line(CLI::App& cli, std::string_view usage, int argc, char** argv);
 
 // From the PCCS (through the on-disk cache).
 Result<tee::Collateral> fetch_collateral_now(const CollateralSource& source, const tee::Quote& quote, UnixSeconds now);
