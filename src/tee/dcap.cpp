@@ -259,20 +259,34 @@ std::shared_ptr<const CollateralOutcome> evaluate_collateral(const Collateral& c
     return outcome;
 }
 
-Bytes cache_key(std::string_view kind, const Collateral& collateral, const crypto::Certificate& anchor, ByteView extra) {
-    crypto::Hasher hasher(crypto::HashAlgorithm::sha256);
-    hasher.update(as_bytes(kind)).update(collateral.fingerprint()).update(crypto::sha256(anchor.der())).update(extra);
-    return hasher.finish();
+// The cache and what every key in it shares for one verification (the collateral's fingerprint
+// and the anchor), hashed once per quote: the collateral is tens of KiB.
+struct CacheScope {
+    CollateralCache* cache = nullptr;
+    Bytes collateral_and_anchor;
+
+    Bytes key(std::string_view kind, ByteView extra) const {
+        crypto::Hasher hasher(crypto::HashAlgorithm::sha256);
+        hasher.update(as_bytes(kind)).update(collateral_and_anchor).update(extra);
+        return hasher.finish();
+    }
+};
+
+CacheScope cache_scope(CollateralCache* cache, const Collateral& collateral, const crypto::Certificate& anchor) {
+    CacheScope scope;
+    scope.cache = cache;
+    if (cache) scope.collateral_and_anchor = crypto::sha256(concat({collateral.fingerprint(), crypto::sha256(anchor.der())}));
+    return scope;
 }
 
 std::shared_ptr<const CollateralOutcome> collateral_outcome(const Collateral& collateral, const crypto::Certificate& anchor,
-                                                            UnixSeconds now, CollateralCache* cache) {
-    if (!cache) return evaluate_collateral(collateral, anchor, now);
-    auto key = cache_key("collateral", collateral, anchor, {});
-    if (auto hit = cache->state().find(key, now)) return std::static_pointer_cast<const CollateralOutcome>(hit);
+                                                            UnixSeconds now, const CacheScope& scope) {
+    if (!scope.cache) return evaluate_collateral(collateral, anchor, now);
+    auto key = scope.key("collateral", {});
+    if (auto hit = scope.cache->state().find(key, now)) return std::static_pointer_cast<const CollateralOutcome>(hit);
     auto outcome = evaluate_collateral(collateral, anchor, now);
     // Only a full success holds across its window; failures are recomputed (and stay exact).
-    if (!outcome->crl_error && !outcome->document_error) cache->state().store(std::move(key), outcome->window, outcome);
+    if (!outcome->crl_error && !outcome->document_error) scope.cache->state().store(std::move(key), outcome->window, outcome);
     return outcome;
 }
 
@@ -305,32 +319,30 @@ std::shared_ptr<const PckChainOutcome> evaluate_pck_chain(std::string_view chain
     return outcome;
 }
 
-std::shared_ptr<const PckChainOutcome> pck_chain_outcome(std::string_view chain_pem, const Collateral& collateral,
-                                                         const crypto::Certificate& anchor, const std::vector<Crl>& crls,
-                                                         UnixSeconds now, CollateralCache* cache) {
-    if (!cache) return evaluate_pck_chain(chain_pem, anchor, crls, now);
-    auto key = cache_key("pck-chain", collateral, anchor, as_bytes(chain_pem));
-    if (auto hit = cache->state().find(key, now)) return std::static_pointer_cast<const PckChainOutcome>(hit);
+std::shared_ptr<const PckChainOutcome> pck_chain_outcome(std::string_view chain_pem, const crypto::Certificate& anchor,
+                                                         const std::vector<Crl>& crls, UnixSeconds now,
+                                                         const CacheScope& scope) {
+    if (!scope.cache) return evaluate_pck_chain(chain_pem, anchor, crls, now);
+    auto key = scope.key("pck-chain", as_bytes(chain_pem));
+    if (auto hit = scope.cache->state().find(key, now)) return std::static_pointer_cast<const PckChainOutcome>(hit);
     auto outcome = evaluate_pck_chain(chain_pem, anchor, crls, now);
-    if (!outcome->error) cache->state().store(std::move(key), outcome->window, outcome);
+    if (!outcome->error) scope.cache->state().store(std::move(key), outcome->window, outcome);
     return outcome;
 }
 
 // Step 9. A platform's QE signs one QE report per attestation key, and every quote made with
 // that key carries the same report and signature: with a cache, a signature already verified
 // under this exact PCK certificate (and still inside its chain's validity) is not verified again.
-bool qe_report_signed_by_pck(const Quote& quote, const PckChainOutcome& pck, const Collateral& collateral,
-                             const crypto::Certificate& anchor, UnixSeconds now, CollateralCache* cache) {
+bool qe_report_signed_by_pck(const Quote& quote, const PckChainOutcome& pck, UnixSeconds now, const CacheScope& scope) {
     const auto& auth = quote.auth;
     Bytes key;
-    if (cache) {
-        key = cache_key("qe-report", collateral, anchor,
-                        concat({pck.chain.front().der(), auth.qe_report_bytes, auth.qe_report_signature}));
-        if (cache->state().find(key, now)) return true;
+    if (scope.cache) {
+        key = scope.key("qe-report", concat({pck.chain.front().der(), auth.qe_report_bytes, auth.qe_report_signature}));
+        if (scope.cache->state().find(key, now)) return true;
     }
     auto pck_key = pck.chain.front().p256_public_key();
     if (!pck_key || !crypto::p256_verify(*pck_key, auth.qe_report_bytes, auth.qe_report_signature)) return false;
-    if (cache) cache->state().store(std::move(key), pck.window, std::make_shared<const bool>(true));
+    if (scope.cache) scope.cache->state().store(std::move(key), pck.window, std::make_shared<const bool>(true));
     return true;
 }
 
@@ -517,7 +529,8 @@ void run_pipeline(ByteView raw_quote, const Collateral& collateral, const DcapOp
     UnixSeconds now = options.now;
 
     // Steps 1-2.
-    auto outcome = collateral_outcome(collateral, anchor, now, options.cache);
+    auto scope = cache_scope(options.cache, collateral, anchor);
+    auto outcome = collateral_outcome(collateral, anchor, now, scope);
     steps.record(outcome->crl_checks);
     if (outcome->crl_error) {
         result.error = outcome->crl_error;
@@ -557,13 +570,13 @@ void run_pipeline(ByteView raw_quote, const Collateral& collateral, const DcapOp
                                      "certificate.",
                                      quote->auth.certification_data_type));
     }
-    auto pck = pck_chain_outcome(chain_pem, collateral, anchor, outcome->crls, now, options.cache);
+    auto pck = pck_chain_outcome(chain_pem, anchor, outcome->crls, now, scope);
     if (pck->error) return steps.fail("PCK certificate chain", *pck->error);
     steps.pass("PCK certificate chain", fmt::format("FMSPC {}, issued by {}", hex_encode(pck->extension.fmspc),
                                                     pck->chain.size() > 1 ? pck->chain[1].subject_text() : "?"));
 
     // Step 9.
-    if (!qe_report_signed_by_pck(*quote, *pck, collateral, anchor, now, options.cache))
+    if (!qe_report_signed_by_pck(*quote, *pck, now, scope))
         return steps.fail("QE report signature", Error{"Signature is invalid for qe_report in quote"});
     steps.pass("QE report signature");
 
