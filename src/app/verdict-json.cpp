@@ -1,31 +1,18 @@
 // The verify applet's --json output: the verdict, the DCAP result (with dcap-qvl's report), the
 // identity values and every check.
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
-
 #include "dstack/app/verdict.hpp"
 #include "dstack/base/hex.hpp"
+#include "dstack/base/json-writer.hpp"
 
 namespace dstack::app {
 namespace {
 
-using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
-
-void key(JsonWriter& out, std::string_view name) { out.Key(name.data(), static_cast<rapidjson::SizeType>(name.size())); }
-void string(JsonWriter& out, std::string_view text) { out.String(text.data(), static_cast<rapidjson::SizeType>(text.size())); }
-void string_or_null(JsonWriter& out, const std::optional<std::string>& text) {
-    if (text) string(out, *text);
-    else out.Null();
-}
-void hex(JsonWriter& out, std::string_view name, ByteView bytes) {
-    key(out, name);
-    string(out, hex_encode(bytes));
-}
-void strings(JsonWriter& out, const std::vector<std::string>& items) {
-    out.StartArray();
-    for (const auto& item : items) string(out, item);
-    out.EndArray();
-}
+using JsonWriter = json::Writer;
+using json::hex;
+using json::key;
+using json::string;
+using json::string_or_null;
+using json::strings;
 
 void write_quote(JsonWriter& out, const tee::Quote& quote) {
     out.StartObject();

@@ -11,6 +11,7 @@
 
 #include "dstack/base/hex.hpp"
 #include "dstack/base/json-nesting.hpp"
+#include "dstack/base/json-writer.hpp"
 #include "dstack/base/json-escape.hpp"
 #include "dstack/tee/quote.hpp"
 
@@ -30,23 +31,11 @@ Result<std::optional<std::string>> optional_string(const rapidjson::Value& objec
     return std::optional<std::string>(std::string(member->value.GetString(), member->value.GetStringLength()));
 }
 
-using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
-
-void key(JsonWriter& out, std::string_view name) { out.Key(name.data(), static_cast<rapidjson::SizeType>(name.size())); }
-// Escaped by hand: reasons can quote request bytes that are not valid UTF-8.
-void string(JsonWriter& out, std::string_view text) {
-    std::string quoted = "\"" + json_escape(text) + "\"";
-    out.RawValue(quoted.data(), quoted.size(), rapidjson::kStringType);
-}
-void hex(JsonWriter& out, std::string_view name, ByteView bytes) {
-    key(out, name);
-    string(out, hex_encode(bytes));
-}
-void strings(JsonWriter& out, const std::vector<std::string>& items) {
-    out.StartArray();
-    for (const auto& item : items) string(out, item);
-    out.EndArray();
-}
+using JsonWriter = json::Writer;
+using json::hex;
+using json::key;
+using json::string;
+using json::strings;
 
 const tee::Check* find_check(const app::Verdict& verdict, std::string_view name) {
     auto it = std::find_if(verdict.checks.begin(), verdict.checks.end(), [&](const tee::Check& c) { return c.name == name; });
