@@ -1,6 +1,6 @@
 #include <algorithm>
 
-#include "applet.hpp"
+#include "applet-table.hpp"
 
 namespace dstack::applets {
 

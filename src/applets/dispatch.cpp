@@ -10,7 +10,8 @@
 
 #include <fmt/format.h>
 
-#include "applet.hpp"
+#include "applet-table.hpp"
+#include "support/command-line.hpp"
 #include "dstack/base/version.hpp"
 
 namespace dstack::applets {

@@ -1,4 +1,4 @@
-#include "dns-message.hpp"
+#include "dstack/net/dns-message.hpp"
 
 #include <ares.h>
 #include <arpa/inet.h>

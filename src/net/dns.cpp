@@ -21,7 +21,7 @@
 #include <asio/use_awaitable.hpp>
 #include <fmt/format.h>
 
-#include "dns-message.hpp"
+#include "dstack/net/dns-message.hpp"
 
 namespace dstack::net::dns {
 

@@ -1,7 +1,7 @@
 // libFuzzer target: DNS replies come from the network; reading them must never crash.
 #include <arpa/nameser.h>
 
-#include "../../src/net/dns-message.hpp"
+#include "dstack/net/dns-message.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size > 65535) return 0;  // c-ares never hands over more than a TCP DNS message

@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "../../src/applets/verify/serve-api.hpp"
+#include "verify/serve-api.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     std::string_view body(reinterpret_cast<const char*>(data), size);

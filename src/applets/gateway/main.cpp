@@ -1,5 +1,5 @@
 // applet: gateway — its usage text below is also its --help.
-#include "../applet.hpp"
+#include "support/command-line.hpp"
 
 namespace dstack::applets {
 namespace {

@@ -2,7 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
-#include "../applet.hpp"
+#include "support/command-line.hpp"
 #include "dstack/base/file.hpp"
 #include "dstack/tee/attestation.hpp"
 #include "verify.hpp"

@@ -1,5 +1,5 @@
 // applet: verify — its usage text below is also its --help.
-#include "../applet.hpp"
+#include "support/command-line.hpp"
 #include "verify.hpp"
 
 namespace dstack::applets {

@@ -4,7 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
-#include "../applet.hpp"
+#include "support/command-line.hpp"
 #include "dstack/base/version.hpp"
 
 #include "verify.hpp"

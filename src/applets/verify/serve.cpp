@@ -9,7 +9,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
-#include "../applet.hpp"
+#include "support/command-line.hpp"
 #include "dstack/base/log.hpp"
 #include "dstack/net/http-server.hpp"
 #include "dstack/net/listener.hpp"

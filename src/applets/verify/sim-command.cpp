@@ -2,7 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
-#include "../applet.hpp"
+#include "support/command-line.hpp"
 #include "dstack/base/file.hpp"
 #include "dstack/base/hex.hpp"
 #include "dstack/tee/sim.hpp"
