@@ -81,4 +81,15 @@ Result<UnixSeconds> parse_rfc3339(std::string_view text) {
     return days * 86400 + hour * 3600 + minute * 60 + std::min(second, 59) - offset;
 }
 
+Result<UnixSeconds> parse_time(std::string_view text) {
+    if (!text.empty() && text.size() <= 12 && text.find_first_not_of("0123456789") == std::string_view::npos) {
+        UnixSeconds seconds = 0;
+        std::from_chars(text.data(), text.data() + text.size(), seconds);
+        return seconds;
+    }
+    auto parsed = parse_rfc3339(text);
+    if (!parsed) return make_error("'{}' is neither Unix seconds nor an RFC 3339 time", text);
+    return parsed;
+}
+
 }  // namespace dstack

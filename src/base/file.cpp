@@ -29,6 +29,21 @@ private:
 
 }  // namespace
 
+Result<Bytes> read_file_or_stdin(const std::string& path, std::size_t max_size) {
+    if (path != "-") return read_file(path, max_size);
+    Bytes data;
+    std::uint8_t buffer[65536];
+    for (;;) {
+        ssize_t n = ::read(STDIN_FILENO, buffer, sizeof buffer);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return make_error("standard input: {}", std::strerror(errno));
+        if (n == 0) break;
+        if (data.size() + static_cast<std::size_t>(n) > max_size) return make_error("standard input: more than {} bytes", max_size);
+        data.insert(data.end(), buffer, buffer + n);
+    }
+    return data;
+}
+
 Result<Bytes> read_file(const std::filesystem::path& path, std::size_t max_size) {
     Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (fd.get() < 0) return errno_error("cannot open", path);

@@ -17,5 +17,7 @@ UnixSeconds system_now();
 std::string format_rfc3339(UnixSeconds t);
 // Accepts "YYYY-MM-DDTHH:MM:SSZ" with optional fractional seconds and "+00:00"-style offsets.
 Result<UnixSeconds> parse_rfc3339(std::string_view text);
+// A time as people give it on a command line or in a config: Unix seconds or RFC 3339.
+Result<UnixSeconds> parse_time(std::string_view text);
 
 }  // namespace dstack

@@ -55,3 +55,27 @@ TEST_CASE("reads are bounded") {
     CHECK_FALSE(read_file("/dev/zero", 4096).ok());
     fs::remove_all(dir);
 }
+
+TEST_CASE("a command-line input is a file or standard input, bounded either way") {
+    auto dir = std::filesystem::temp_directory_path() / fmt::format("dstack-stdin-{}", ::getpid());
+    std::filesystem::create_directories(dir);
+    auto path = dir / "input.bin";
+    REQUIRE(write_file_atomic(path, as_bytes(std::string_view("hello"))));
+    auto from_file = read_file_or_stdin(path.string(), 16);
+    REQUIRE(from_file);
+    CHECK(from_file->size() == 5);
+
+    int pipe_fds[2];
+    REQUIRE(::pipe(pipe_fds) == 0);
+    REQUIRE(::write(pipe_fds[1], "0123456789", 10) == 10);
+    ::close(pipe_fds[1]);
+    int saved = ::dup(STDIN_FILENO);
+    ::dup2(pipe_fds[0], STDIN_FILENO);
+    auto too_much = read_file_or_stdin("-", 4);
+    ::dup2(saved, STDIN_FILENO);
+    ::close(saved);
+    ::close(pipe_fds[0]);
+    REQUIRE_FALSE(too_much);
+    CHECK(too_much.error().message == "standard input: more than 4 bytes");
+    std::filesystem::remove_all(dir);
+}
