@@ -100,6 +100,31 @@ Result<std::optional<std::vector<std::string>>> Config::get_string_array(std::st
     return std::optional<std::vector<std::string>>{std::move(out)};
 }
 
+Result<std::optional<std::vector<std::string>>> Config::get_words(std::string_view dotted) const {
+    auto node = table_->at_path(dotted);
+    if (!node) return std::optional<std::vector<std::string>>{};
+    auto word = [](const toml::node& item) -> std::optional<std::string> {
+        if (const auto* s = item.as_string()) return s->get();
+        if (const auto* i = item.as_integer()) return std::to_string(i->get());
+        if (const auto* b = item.as_boolean()) return std::string(b->get() ? "true" : "false");
+        return std::nullopt;
+    };
+    std::vector<std::string> out;
+    if (const auto* array = node.as_array()) {
+        for (std::size_t i = 0; i < array->size(); ++i) {
+            auto item = word((*array)[i]);
+            if (!item) return make_error("{}: key '{}' item {} must be a string, integer or boolean", origin_, dotted, i);
+            out.push_back(std::move(*item));
+        }
+    } else if (auto item = word(*node.node())) {
+        out.push_back(std::move(*item));
+    } else {
+        return make_error("{}: key '{}' must be a string, integer, boolean or an array of those, found a {}", origin_, dotted,
+                          type_name(node.type()));
+    }
+    return std::optional<std::vector<std::string>>{std::move(out)};
+}
+
 std::vector<std::string> Config::warn_unknown_keys(const std::vector<std::string>& known) const {
     std::vector<std::string> unknown;
     collect_unknown(*table_, "", known, unknown);

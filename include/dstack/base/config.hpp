@@ -31,6 +31,9 @@ public:
     Result<std::optional<std::int64_t>> get_int(std::string_view dotted) const;
     Result<std::optional<bool>> get_bool(std::string_view dotted) const;
     Result<std::optional<std::vector<std::string>>> get_string_array(std::string_view dotted) const;
+    // The value as command-line words: a string, integer or boolean is one word ("8080", "true"),
+    // an array of those one word per item. Tables, floats and dates are errors naming the key.
+    Result<std::optional<std::vector<std::string>>> get_words(std::string_view dotted) const;
 
     // Dotted paths of every leaf key that is not in `known` (a trailing ".*" in a known entry
     // accepts everything below that table), and logs a warning for each one.

@@ -43,3 +43,25 @@ TEST_CASE("TOML syntax errors name the place") {
     CHECK(bad.error().message.starts_with("bad.toml:1:"));
     CHECK_FALSE(Config::load("/nonexistent/kms.toml").ok());
 }
+
+TEST_CASE("TOML values as command-line words") {
+    auto config = Config::parse(R"(
+port = 8080
+address = "127.0.0.1"
+debug = false
+statuses = ["OutOfDate", "SWHardeningNeeded"]
+ratio = 0.5
+[table]
+x = 1
+)");
+    REQUIRE(config);
+    CHECK(**config->get_words("port") == std::vector<std::string>{"8080"});
+    CHECK(**config->get_words("address") == std::vector<std::string>{"127.0.0.1"});
+    CHECK(**config->get_words("debug") == std::vector<std::string>{"false"});
+    CHECK(**config->get_words("statuses") == std::vector<std::string>{"OutOfDate", "SWHardeningNeeded"});
+    CHECK_FALSE(*config->get_words("missing"));
+    auto ratio = config->get_words("ratio");
+    REQUIRE_FALSE(ratio);
+    CHECK(ratio.error().message == "<string>: key 'ratio' must be a string, integer, boolean or an array of those, found a float");
+    CHECK_FALSE(config->get_words("table"));
+}
