@@ -317,8 +317,6 @@ asio::awaitable<Result<Collateral>> CollateralFetcher::fetch(const Quote& quote,
     }
     auto platform = identify_platform(pck_chain);
     if (!platform) co_return std::move(platform).take_error();
-    if (auto leads = check_pck_chain_leads_to_anchor(pck_chain, anchor, verification.now); !leads)
-        co_return std::move(leads).take_error();
 
     std::string cache_key;
     if (options.cache_dir) {
@@ -333,6 +331,9 @@ asio::awaitable<Result<Collateral>> CollateralFetcher::fetch(const Quote& quote,
         }
     }
 
+    // Checked here, not before the cache: a cached entry is verified with its chain anyway.
+    if (auto leads = check_pck_chain_leads_to_anchor(pck_chain, anchor, verification.now); !leads)
+        co_return std::move(leads).take_error();
     std::string key = flight_key({"documents", base, tee, platform->fmspc_hex, platform->ca_kind,
                                   hex_encode(crypto::sha256(anchor.der())), tls_anchors_id(options.tls_ca_pem)});
     auto fetched = co_await state_->documents.share(std::move(key),
