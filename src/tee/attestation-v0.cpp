@@ -138,6 +138,7 @@ Result<TdxEvent> read_tdx_event(ScaleReader& reader) {
     DSTACK_TRY(event.event, reader.string("event name"));
     DSTACK_TRY(auto payload, reader.byte_vector("event payload"));
     event.event_payload.assign(payload.begin(), payload.end());
+    if (event.event_type == runtime_event_type) DSTACK_CHECK(check_runtime_event_name(event.event));
     return event;
 }
 
@@ -147,6 +148,7 @@ Result<TdxEvent> read_runtime_event(ScaleReader& reader) {
     event.imr = 3;
     event.event_type = runtime_event_type;
     DSTACK_TRY(event.event, reader.string("runtime event name"));
+    DSTACK_CHECK(check_runtime_event_name(event.event));
     DSTACK_TRY(auto payload, reader.byte_vector("runtime event payload"));
     event.event_payload.assign(payload.begin(), payload.end());
     event.digest = runtime_event_digest(event.event, event.event_payload, 1);

@@ -1,9 +1,12 @@
 // The on-disk collateral cache: one JSON file (dcap-qvl's collateral format) per PCCS, platform
 // and PCK chain, used only while every dated document in it is current. Entries are never
 // trusted: they feed the same verification as fresh collateral, so a damaged or planted file can
-// at worst fail verification, and a stale one is fetched again.
+// at worst fail verification, and a stale one is fetched again. The directory is bounded in
+// entries and bytes; the oldest entries make room.
+#include <algorithm>
 #include <cstdlib>
 #include <system_error>
+#include <vector>
 
 #include "dstack/base/file.hpp"
 #include "dstack/base/hex.hpp"
@@ -40,6 +43,32 @@ std::filesystem::path cache_file(const std::filesystem::path& dir, std::string_v
 bool is_cache_key(std::string_view key) {
     return key.size() == 64 && key.find_first_not_of("0123456789abcdef") == std::string_view::npos;
 }
+
+// <key>.json: the key when `name` is an entry's file name.
+std::optional<std::string_view> entry_key(std::string_view name) {
+    constexpr std::string_view suffix = ".json";
+    if (!name.ends_with(suffix)) return std::nullopt;
+    auto key = name.substr(0, name.size() - suffix.size());
+    if (!is_cache_key(key)) return std::nullopt;
+    return key;
+}
+
+// What write_file_atomic leaves behind when its process dies: .<key>.json.tmp-XXXXXXXX.
+bool is_leftover_temp(std::string_view name) {
+    if (!name.starts_with('.')) return false;
+    auto marker = name.find(".json.tmp-");
+    return marker != std::string_view::npos && entry_key(name.substr(1, marker + 5 - 1)).has_value();
+}
+
+// A writer that crashed an hour ago is not coming back for its temporary file.
+constexpr auto leftover_temp_age = std::chrono::hours(1);
+
+struct CacheEntry {
+    std::filesystem::path path;
+    std::string key;
+    std::filesystem::file_time_type written;
+    std::uintmax_t size = 0;
+};
 
 }  // namespace
 
@@ -101,16 +130,70 @@ std::optional<Collateral> load_cached_collateral(const std::filesystem::path& di
     return std::move(collateral).value();
 }
 
-Result<void> store_cached_collateral(const std::filesystem::path& dir, std::string_view key,
-                                     const Collateral& collateral) {
+Result<void> store_cached_collateral(const std::filesystem::path& dir, std::string_view key, const Collateral& collateral,
+                                     const CollateralCacheLimits& limits) {
     if (!is_cache_key(key)) return make_error("collateral cache: invalid key {}", key);
+    std::string json = collateral_to_json(collateral);
+    if (json.size() > limits.max_bytes || limits.max_entries == 0)
+        return make_error("collateral cache: an entry of {} bytes does not fit the cache's limits ({} entries, {} bytes)",
+                          json.size(), limits.max_entries, limits.max_bytes);
     std::error_code error;
     std::filesystem::create_directories(dir, error);
     if (error) return make_error("collateral cache: cannot create {}: {}", dir.string(), error.message());
     auto path = cache_file(dir, key);
-    auto written = write_file_atomic(path, as_bytes(collateral_to_json(collateral)), 0644);
+    auto written = write_file_atomic(path, as_bytes(json), 0644);
     if (!written) return std::move(written).take_error().context(fmt::format("collateral cache: writing {}", path.string()));
+    enforce_collateral_cache_limits(dir, limits, key);
     return {};
+}
+
+void enforce_collateral_cache_limits(const std::filesystem::path& dir, const CollateralCacheLimits& limits,
+                                     std::string_view keep) {
+    std::vector<CacheEntry> entries;
+    std::error_code error;
+    const auto now = std::filesystem::file_time_type::clock::now();
+    // Several processes may share the directory: a file gone meanwhile is simply skipped.
+    for (std::filesystem::directory_iterator it(dir, error), end; !error && it != end; it.increment(error)) {
+        std::error_code entry_error;
+        if (!it->is_regular_file(entry_error)) continue;
+        std::string name = it->path().filename().string();
+        auto written = it->last_write_time(entry_error);
+        if (entry_error) continue;
+        if (is_leftover_temp(name)) {
+            if (now - written > leftover_temp_age) std::filesystem::remove(it->path(), entry_error);
+            continue;
+        }
+        auto key = entry_key(name);
+        if (!key) continue;
+        auto size = it->file_size(entry_error);
+        if (entry_error) continue;
+        entries.push_back({it->path(), std::string(*key), written, size});
+    }
+    if (error) {
+        log::warn("collateral cache: cannot list {}: {}", dir.string(), error.message());
+        return;
+    }
+    std::uintmax_t total = 0;
+    for (const auto& entry : entries) total += entry.size;
+    // Oldest first; the name breaks ties so that every process evicts in the same order.
+    std::sort(entries.begin(), entries.end(), [](const CacheEntry& a, const CacheEntry& b) {
+        return a.written != b.written ? a.written < b.written : a.key < b.key;
+    });
+    std::size_t count = entries.size();
+    for (const auto& entry : entries) {
+        if (count <= limits.max_entries && total <= limits.max_bytes) break;
+        if (entry.key == keep) continue;
+        std::error_code remove_error;
+        std::filesystem::remove(entry.path, remove_error);
+        if (remove_error) {
+            log::warn("collateral cache: cannot remove {}: {}", entry.path.string(), remove_error.message());
+            continue;
+        }
+        log::debug("collateral cache: removed {} to stay within {} entries and {} bytes", entry.path.string(),
+                   limits.max_entries, limits.max_bytes);
+        --count;
+        total -= entry.size;
+    }
 }
 
 }  // namespace dstack::tee

@@ -1,16 +1,21 @@
 // Fetching collateral for a quote from a PCCS or Intel's PCS, in dcap-qvl's order: PCK chain,
 // PCK CRL, TCB info, QE identity, root CA CRL; the cache is consulted once the PCK chain (and so
-// the platform) is known.
+// the platform) is known and leads to the trust anchor. Fetches go through a CollateralFetcher,
+// which shares them between callers and remembers failures for a while.
 #include <algorithm>
 #include <cstdlib>
 
 #include <asio/this_coro.hpp>
 
 #include "dstack/base/file.hpp"
+#include "dstack/base/hex.hpp"
 #include "dstack/base/log.hpp"
+#include "dstack/crypto/hash.hpp"
 #include "dstack/net/http-client.hpp"
 #include "dstack/tee/collateral-fetch.hpp"
 #include "dstack/tee/pck-extension.hpp"
+#include "dstack/tee/pki.hpp"
+#include "shared-fetches.hpp"
 
 namespace dstack::tee {
 namespace {
@@ -211,9 +216,77 @@ asio::awaitable<Result<Collateral>> fetch_documents(Requests& requests, const st
     co_return collateral;
 }
 
+// The documents of one platform as fetched, and whether they verified (without a PCK chain) for
+// the caller that fetched them: what a flight shares and, when either failed, remembers.
+struct FetchedDocuments {
+    FetchedDocuments(Result<Collateral> fetched) : documents(std::move(fetched)) {}
+    Result<Collateral> documents;
+    std::optional<Error> unverified;
+};
+
+asio::awaitable<FetchedDocuments> fetch_verified_documents(Requests& requests, const std::string& base, const std::string& tee,
+                                                           const Platform& platform, const DcapOptions& verification) {
+    FetchedDocuments fetched(co_await fetch_documents(requests, base, tee, platform));
+    if (fetched.documents) {
+        if (auto verified = verify_collateral(*fetched.documents, verification); !verified)
+            fetched.unverified = std::move(verified).take_error();
+    }
+    co_return fetched;
+}
+
+// Before anything is fetched for a platform, its PCK chain must lead to the trust anchor: a quote
+// with a made-up chain (and so a made-up FMSPC) must not make this verifier ask its PCCS anything.
+Result<void> check_pck_chain_leads_to_anchor(std::string_view pck_chain, const crypto::Certificate& anchor, UnixSeconds now) {
+    auto chain = crypto::Certificate::chain_from_pem(pck_chain);
+    if (!chain) return std::move(chain).take_error().context("Failed to extract certificates from PEM chain");
+    if (auto path = verify_chain_path_at(*chain, anchor, now); !path)
+        return std::move(path).take_error().context(
+            fmt::format("the PCK certificate chain does not lead to the trust anchor ({}); no collateral is fetched for it",
+                        anchor.subject_text()));
+    return {};
+}
+
+// Length-prefixed parts, so that no two different lists make the same key.
+std::string flight_key(std::initializer_list<std::string_view> parts) {
+    std::string key;
+    for (auto part : parts) key += fmt::format("{}:{}\n", part.size(), part);
+    return key;
+}
+
+// Requests with other TLS trust anchors are other fetches (one may fail where the other works).
+std::string tls_anchors_id(const std::string& ca_pem) {
+    return ca_pem.empty() ? std::string("system") : hex_encode(crypto::sha256(as_bytes(ca_pem)));
+}
+
 }  // namespace
 
-asio::awaitable<Result<Collateral>> fetch_collateral(const Quote& quote, PccsOptions options) {
+struct CollateralFetcher::State {
+    explicit State(Limits given)
+        : limits(given),
+          pck_chains({[](const Result<std::string>& r) { return !r.ok(); },
+                      [](Error error) { return Result<std::string>(std::move(error)); }},
+                     limits, stats, stats_mutex),
+          documents({[](const FetchedDocuments& d) { return !d.documents.ok() || d.unverified.has_value(); },
+                     [](Error error) { return FetchedDocuments(Result<Collateral>(std::move(error))); }},
+                    limits, stats, stats_mutex) {}
+
+    Limits limits;
+    Stats stats;
+    mutable std::mutex stats_mutex;
+    detail::SharedFetches<Result<std::string>> pck_chains;  // keyed by the pckcert URL
+    detail::SharedFetches<FetchedDocuments> documents;       // keyed by PCCS, TEE, FMSPC, CA kind, anchor
+};
+
+CollateralFetcher::CollateralFetcher() : CollateralFetcher(Limits()) {}
+CollateralFetcher::CollateralFetcher(Limits limits) : state_(std::make_unique<State>(limits)) {}
+CollateralFetcher::~CollateralFetcher() = default;
+
+CollateralFetcher::Stats CollateralFetcher::stats() const {
+    std::lock_guard lock(state_->stats_mutex);
+    return state_->stats;
+}
+
+asio::awaitable<Result<Collateral>> CollateralFetcher::fetch(const Quote& quote, PccsOptions options) {
     Requests requests;
     requests.executor = co_await asio::this_coro::executor;
     requests.client.total_timeout = options.timeout;
@@ -222,7 +295,11 @@ asio::awaitable<Result<Collateral>> fetch_collateral(const Quote& quote, PccsOpt
     requests.explicit_ca_pem = options.tls_ca_pem;
     const std::string base = normalize_pccs_base_url(options.base_url);
     const std::string tee(tee_path_segment(quote));
-    const UnixSeconds now = options.now ? *options.now : system_now();
+    DcapOptions verification;
+    verification.now = options.now ? *options.now : system_now();
+    verification.trust_anchor = options.trust_anchor;
+    verification.cache = options.verification_cache;
+    const crypto::Certificate& anchor = options.trust_anchor ? *options.trust_anchor : intel_sgx_root_ca();
 
     std::string pck_chain;
     if (quote.auth.certification_data_type == cert_type_pck_chain) {
@@ -233,9 +310,10 @@ asio::awaitable<Result<Collateral>> fetch_collateral(const Quote& quote, PccsOpt
         // The PCK chain (and so the cache key) is only known after asking the PCCS for it.
         auto query = pck_cert_query(quote);
         if (!query) co_return std::move(query).take_error().context("Failed to get PCK certificate chain");
-        auto fetched = co_await fetch_pck_chain(requests, base, *query);
-        if (!fetched) co_return std::move(fetched).take_error().context("Failed to get PCK certificate chain");
-        pck_chain = std::move(*fetched);
+        std::string key = flight_key({"pckcert", pck_cert_url(base, *query), tls_anchors_id(options.tls_ca_pem)});
+        auto fetched = co_await state_->pck_chains.share(std::move(key), fetch_pck_chain(requests, base, *query));
+        if (!*fetched) co_return fetched->error().context("Failed to get PCK certificate chain");
+        pck_chain = **fetched;
     }
     auto platform = identify_platform(pck_chain);
     if (!platform) co_return std::move(platform).take_error();
@@ -243,22 +321,43 @@ asio::awaitable<Result<Collateral>> fetch_collateral(const Quote& quote, PccsOpt
     std::string cache_key;
     if (options.cache_dir) {
         cache_key = collateral_cache_key(base, tee, platform->fmspc_hex, platform->ca_kind, pck_chain);
-        if (auto cached = load_cached_collateral(*options.cache_dir, cache_key, pck_chain, now)) {
-            log::debug("collateral for FMSPC {} from the cache ({})", platform->fmspc_hex, options.cache_dir->string());
-            co_return std::move(*cached);
+        if (auto cached = load_cached_collateral(*options.cache_dir, cache_key, pck_chain, verification.now)) {
+            if (auto verified = verify_collateral(*cached, verification); verified) {
+                log::debug("collateral for FMSPC {} from the cache ({})", platform->fmspc_hex, options.cache_dir->string());
+                co_return std::move(*cached);
+            } else {
+                log::info("collateral cache: not using the entry for FMSPC {}: {}", platform->fmspc_hex, verified.error().message);
+            }
         }
     }
 
-    auto collateral = co_await fetch_documents(requests, base, tee, *platform);
-    if (!collateral) co_return std::move(collateral).take_error();
-    collateral->pck_certificate_chain = std::move(pck_chain);
+    // Checked here, not before the cache: a cached entry is verified with its chain anyway.
+    if (auto leads = check_pck_chain_leads_to_anchor(pck_chain, anchor, verification.now); !leads)
+        co_return std::move(leads).take_error();
+    std::string key = flight_key({"documents", base, tee, platform->fmspc_hex, platform->ca_kind,
+                                  hex_encode(crypto::sha256(anchor.der())), tls_anchors_id(options.tls_ca_pem)});
+    auto fetched = co_await state_->documents.share(std::move(key),
+                                                    fetch_verified_documents(requests, base, tee, *platform, verification));
+    if (!fetched->documents) co_return fetched->documents.error();
+    Collateral collateral = *fetched->documents;
+    collateral.pck_certificate_chain = std::move(pck_chain);
 
-    if (options.cache_dir) {
-        // The fetch succeeded; a cache that cannot be written only costs the next run a fetch.
-        if (auto stored = store_cached_collateral(*options.cache_dir, cache_key, *collateral); !stored)
+    // Only collateral that verifies, PCK chain included, is worth keeping; the rest goes back to
+    // the caller, whose verification then fails with the exact error.
+    if (auto verified = verify_collateral(collateral, verification); !verified) {
+        log::info("collateral for FMSPC {} from {} does not verify, so it is not cached: {}", platform->fmspc_hex, base,
+                  verified.error().message);
+    } else if (options.cache_dir) {
+        // A cache that cannot be written only costs the next run a fetch.
+        if (auto stored = store_cached_collateral(*options.cache_dir, cache_key, collateral, options.cache_limits); !stored)
             log::warn("{}", stored.error().message);
     }
-    co_return std::move(collateral).value();
+    co_return collateral;
+}
+
+asio::awaitable<Result<Collateral>> fetch_collateral(const Quote& quote, PccsOptions options) {
+    CollateralFetcher fetcher;
+    co_return co_await fetcher.fetch(quote, std::move(options));
 }
 
 }  // namespace dstack::tee

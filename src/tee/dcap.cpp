@@ -639,4 +639,16 @@ DcapResult verify_quote(ByteView raw_quote, const Collateral& collateral, const 
     return result;
 }
 
+Result<void> verify_collateral(const Collateral& collateral, const DcapOptions& options) {
+    const crypto::Certificate& anchor = options.trust_anchor ? *options.trust_anchor : intel_sgx_root_ca();
+    auto scope = cache_scope(options.cache, collateral, anchor);
+    auto outcome = collateral_outcome(collateral, anchor, options.now, scope);
+    if (outcome->crl_error) return *outcome->crl_error;
+    if (outcome->document_error) return *outcome->document_error;
+    if (!collateral.pck_certificate_chain) return {};
+    auto pck = pck_chain_outcome(*collateral.pck_certificate_chain, anchor, outcome->crls, options.now, scope);
+    if (pck->error) return *pck->error;
+    return {};
+}
+
 }  // namespace dstack::tee

@@ -132,6 +132,10 @@ Result<std::vector<TdxEvent>> parse_ccel(ByteView bytes) {
             return make_error("event at offset {} has {} digests; a TDX event log has exactly one", record_offset,
                               record.digest_count);
         }
+        if (record.event_type == runtime_event_type)
+            return make_error("event at offset {} has dstack's runtime event type 0x{:08x}, but CCEL records carry no "
+                              "name to replay it by",
+                              record_offset, runtime_event_type);
         TdxEvent event;
         event.imr = record.mr_index - 1;
         event.event_type = record.event_type;

@@ -63,6 +63,7 @@ Result<TdxEvent> event_from_json(const rapidjson::Value& object) {
         DSTACK_TRY(auto preimage, hex_field(object, "preimage", true));
         event.preimage = std::move(preimage);
     }
+    if (event.event_type == runtime_event_type) DSTACK_CHECK(check_runtime_event_name(event.event));
     return event;
 }
 

@@ -186,6 +186,20 @@ Result<void> check_revocation(const crypto::Certificate& certificate, const cryp
     return {};
 }
 
+// What every path needs before the search: a bounded chain, a leaf that is no CA, and a leaf and
+// anchor valid at `now`.
+Result<void> check_path_shape(const std::vector<crypto::Certificate>& chain, const crypto::Certificate& trust_anchor,
+                              UnixSeconds now) {
+    if (chain.empty()) return make_error("empty certificate chain");
+    if (chain.size() > max_chain_length)
+        return make_error("certificate chain of {} certificates exceeds the limit of {}", chain.size(), max_chain_length);
+    const auto& leaf = chain.front();
+    if (leaf.is_ca()) return make_error("CaUsedAsEndEntity: {} is a CA certificate", leaf.subject_text());
+    DSTACK_CHECK(check_validity(leaf, now));
+    DSTACK_CHECK(check_validity(trust_anchor, now));
+    return {};
+}
+
 }  // namespace
 
 Result<Crl> Crl::from_der(ByteView der) {
@@ -252,19 +266,24 @@ Result<void> check_anchor_not_revoked(const crypto::Certificate& trust_anchor, c
     return {};
 }
 
+Result<void> verify_chain_path_at(const std::vector<crypto::Certificate>& chain, const crypto::Certificate& trust_anchor,
+                                  UnixSeconds now) {
+    DSTACK_CHECK(check_path_shape(chain, trust_anchor, now));
+    auto path = PathBuilder(chain, trust_anchor, now).build();
+    if (!path) return std::move(path).take_error();
+    return {};
+}
+
 Result<void> verify_chain_at(const std::vector<crypto::Certificate>& chain, const crypto::Certificate& trust_anchor,
                              const std::vector<Crl>& crls, UnixSeconds now) {
     if (chain.empty()) return make_error("empty certificate chain");
     if (chain.size() > max_chain_length)
         return make_error("certificate chain of {} certificates exceeds the limit of {}", chain.size(), max_chain_length);
     DSTACK_CHECK(check_anchor_not_revoked(trust_anchor, crls, now));
-    const auto& leaf = chain.front();
-    if (leaf.is_ca()) return make_error("CaUsedAsEndEntity: {} is a CA certificate", leaf.subject_text());
-    DSTACK_CHECK(check_validity(leaf, now));
-    DSTACK_CHECK(check_validity(trust_anchor, now));
+    DSTACK_CHECK(check_path_shape(chain, trust_anchor, now));
     DSTACK_TRY(auto path, PathBuilder(chain, trust_anchor, now).build());
 
-    const crypto::Certificate* subject = &leaf;
+    const crypto::Certificate* subject = &chain.front();
     for (std::size_t step = 0; step <= path.size(); ++step) {
         const auto& issuer = step < path.size() ? chain[path[step]] : trust_anchor;
         DSTACK_CHECK(check_revocation(*subject, issuer, crls, now));

@@ -76,6 +76,12 @@ struct DcapResult {
 
 DcapResult verify_quote(ByteView raw_quote, const Collateral& collateral, const DcapOptions& options);
 
+// The steps of verify_quote that need no quote (CRLs; TCB info and QE identity dates, signing
+// chains and signatures; the PCK chain when the collateral carries one), at options.now against
+// the trust anchor, with options.cache. The error is the first failing step's, as verify_quote
+// words it. Collateral that passes is worth keeping; it still says nothing about any quote.
+Result<void> verify_collateral(const Collateral& collateral, const DcapOptions& options);
+
 // dcap-qvl's JSON VerifiedReport (status, advisory_ids, report, ppid, qe_status, platform_status).
 std::string dcap_report_json(const DcapReport& report);
 

@@ -30,10 +30,12 @@ struct TdxEvent {
 
 // CCEL: Spec ID header event then TCG_PCR_EVENT2 records up to the 0xFFFFFFFF padding; MRTD
 // (index 0) events dropped; exactly one digest each; the first three RTMR0 "ACPI DATA" events of
-// type 10 labelled acpi-loader, acpi-rsdp, acpi-tables.
+// type 10 labelled acpi-loader, acpi-rsdp, acpi-tables. CCEL records have no names, so one of the
+// runtime event type is refused (it could only replay as a nameless runtime event).
 Result<std::vector<TdxEvent>> parse_ccel(ByteView bytes);
 
-// The event_log JSON array of GetQuote / dstack-verifier requests.
+// The event_log JSON array of GetQuote / dstack-verifier requests. Runtime event names are checked
+// (check_runtime_event_name).
 Result<std::vector<TdxEvent>> parse_event_log_json(std::string_view json);
 std::string event_log_to_json(const std::vector<TdxEvent>& events);
 
@@ -43,6 +45,16 @@ Bytes runtime_event_preimage(std::string_view name, ByteView payload, unsigned v
 Bytes runtime_event_digest(std::string_view name, ByteView payload, unsigned version);
 // For v2 events: preimage present, canonical and hashing to the digest.
 Result<void> validate_v2_preimage(const TdxEvent& event);
+
+// A runtime event's name is non-empty printable ASCII (0x20..0x7e) without ':'. The v1 preimage
+// joins type, name and payload with ':', so a name holding one could be re-split (name "a:b",
+// payload "c" hashes like name "a", payload "b:c") and an event hidden behind another that still
+// replays; upstream only ever emits names like "compose-hash". The error names the event.
+Result<void> check_runtime_event_name(std::string_view name);
+// A runtime event as the agent (and the simulator) emit it: RTMR3, runtime_event_type, the digest
+// of `version` (1 or 2) and, for v2, the canonical preimage. Refuses names check_runtime_event_name
+// refuses.
+Result<TdxEvent> make_runtime_event(std::string_view name, ByteView payload, unsigned version = 1);
 
 // mr = 0^48; mr = SHA384(mr || digest) per event.
 Measurement replay_digests(const std::vector<Bytes>& digests);

@@ -46,6 +46,11 @@ private:
 Result<void> verify_chain_at(const std::vector<crypto::Certificate>& chain, const crypto::Certificate& trust_anchor,
                              const std::vector<Crl>& crls, UnixSeconds now);
 
+// The path rules of verify_chain_at without revocation (signatures, validity, basic constraints):
+// whether a chain is worth fetching CRLs and collateral for. Never a substitute for verify_chain_at.
+Result<void> verify_chain_path_at(const std::vector<crypto::Certificate>& chain, const crypto::Certificate& trust_anchor,
+                                  UnixSeconds now);
+
 // Only the anchor-not-revoked rule (dcap-qvl checks it first, on its own).
 Result<void> check_anchor_not_revoked(const crypto::Certificate& trust_anchor, const std::vector<Crl>& crls, UnixSeconds now);
 

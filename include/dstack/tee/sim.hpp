@@ -15,6 +15,7 @@
 #include "dstack/crypto/certificate.hpp"
 #include "dstack/crypto/p256.hpp"
 #include "dstack/tee/collateral.hpp"
+#include "dstack/tee/eventlog.hpp"
 #include "dstack/tee/pck-extension.hpp"
 #include "dstack/tee/quote.hpp"
 
@@ -112,6 +113,19 @@ struct SimQuoteOptions {
 
 // A complete quote signed by a fresh attestation key, whose QE report the PCK key signs.
 Result<Bytes> make_quote(const SimPki& pki, const SimQuoteOptions& options = {});
+
+// Runtime events as a simulated dstack CVM emits them (each through make_runtime_event, so a name
+// the verifier would refuse is refused here), and the RTMR3 they extend: put `rtmr3` in the TD
+// report and `events` in the event log.
+struct SimRuntimeEvent {
+    std::string name;
+    Bytes payload;
+};
+struct SimRuntimeLog {
+    std::vector<TdxEvent> events;
+    Fixed<48> rtmr3{};
+};
+Result<SimRuntimeLog> make_runtime_log(const std::vector<SimRuntimeEvent>& events, unsigned version = 1);
 
 // The body values the simulator uses by default (tests change one field at a time).
 TdReport10 default_td_report();

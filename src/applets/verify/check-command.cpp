@@ -119,8 +119,8 @@ int check_main(std::string_view usage, int argc, char** argv) {
     auto quote = tee::parse_quote(evidence->quote);
     Result<tee::Collateral> collateral = Error{"no collateral"};
     if (args.verifier.collateral.file || quote) {
-        collateral = quote ? obtain_collateral(args.verifier.collateral, *quote, options.now)
-                           : obtain_collateral(args.verifier.collateral, tee::Quote{}, options.now);
+        collateral = quote ? obtain_collateral(args.verifier.collateral, *quote, options.now, options.trust_anchor)
+                           : obtain_collateral(args.verifier.collateral, tee::Quote{}, options.now, options.trust_anchor);
     } else {
         collateral = std::move(quote).take_error().context("cannot fetch collateral for this quote");
     }

@@ -14,10 +14,12 @@ asio::awaitable<void> fetch_into(const tee::Quote& quote, tee::PccsOptions optio
 
 }  // namespace
 
-Result<tee::Collateral> fetch_collateral_now(const CollateralSource& source, const tee::Quote& quote, UnixSeconds now) {
+Result<tee::Collateral> fetch_collateral_now(const CollateralSource& source, const tee::Quote& quote, UnixSeconds now,
+                                             const std::optional<crypto::Certificate>& trust_anchor) {
     tee::PccsOptions options;
     options.base_url = source.effective_pccs_url();
     options.now = now;
+    options.trust_anchor = trust_anchor;
     options.cache_dir = source.cache_dir ? std::optional<std::filesystem::path>(*source.cache_dir) : tee::default_collateral_cache_dir();
     asio::io_context context;
     std::optional<Result<tee::Collateral>> result;

@@ -47,14 +47,15 @@ std::string CollateralSource::effective_pccs_url() const {
     return "https://pccs.phala.network";
 }
 
-Result<tee::Collateral> obtain_collateral(const CollateralSource& source, const tee::Quote& quote, UnixSeconds now) {
+Result<tee::Collateral> obtain_collateral(const CollateralSource& source, const tee::Quote& quote, UnixSeconds now,
+                                          const std::optional<crypto::Certificate>& trust_anchor) {
     if (source.file) {
         DSTACK_TRY(auto text, read_text_file(*source.file, tee::max_collateral_size));
         auto collateral = tee::parse_collateral_json(text);
         if (!collateral) return std::move(collateral).take_error().context(fmt::format("--collateral {}", *source.file));
         return collateral;
     }
-    return fetch_collateral_now(source, quote, now);
+    return fetch_collateral_now(source, quote, now, trust_anchor);
 }
 
 }  // namespace dstack::applets::verify

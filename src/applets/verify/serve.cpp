@@ -1,7 +1,7 @@
 // `dstack verify serve`: dstack-verifier's HTTP API (POST /verify, GET /health) on our net layer.
 // Verification is CPU-bound and runs on the connection's strand, so the runtime's threads bound
 // how many requests are verified at once; collateral comes from a file given at start or from the
-// PCCS per request (through the on-disk cache).
+// PCCS per request (through the on-disk cache and one fetcher that shares identical fetches).
 #include <cstdio>
 #include <exception>
 #include <memory>
@@ -44,6 +44,8 @@ struct Verifier {
     app::Policy policy;
     ResponseSettings response;
     tee::CollateralCache dcap_cache;
+    // Shared by every request: identical collateral fetches go out once, failures are remembered.
+    tee::CollateralFetcher fetcher;
 };
 
 namespace http = net::http;
@@ -74,11 +76,13 @@ asio::awaitable<http::Response> verify_body(std::shared_ptr<Verifier> verifier, 
         tee::PccsOptions pccs;
         pccs.base_url = verifier->collateral_source.effective_pccs_url();
         pccs.now = options.now;
+        pccs.trust_anchor = verifier->trust_anchor;
+        pccs.verification_cache = &verifier->dcap_cache;
         if (verifier->collateral_source.cache_dir) pccs.cache_dir = std::filesystem::path(*verifier->collateral_source.cache_dir);
         else pccs.cache_dir = tee::default_collateral_cache_dir();
         std::string failure;
         try {
-            auto result = co_await tee::fetch_collateral(*quote, std::move(pccs));
+            auto result = co_await verifier->fetcher.fetch(*quote, std::move(pccs));
             if (result) fetched = std::move(*result);
             else failure = result.error().message;
         } catch (const std::exception& e) {

@@ -47,9 +47,12 @@ void add_verifier_options(CLI::App& cli, VerifierArgs& args);
 // the exit status when the command is already done, nullopt when it should go on.
 std::optional<int> parse_command_line(CLI::App& cli, std::string_view usage, int argc, char** argv);
 
-// From the PCCS (through the on-disk cache).
-Result<tee::Collateral> fetch_collateral_now(const CollateralSource& source, const tee::Quote& quote, UnixSeconds now);
-Result<tee::Collateral> obtain_collateral(const CollateralSource& source, const tee::Quote& quote, UnixSeconds now);
+// From the PCCS (through the on-disk cache, which keeps only collateral that verifies against
+// `trust_anchor`; nullopt: Intel's root).
+Result<tee::Collateral> fetch_collateral_now(const CollateralSource& source, const tee::Quote& quote, UnixSeconds now,
+                                             const std::optional<crypto::Certificate>& trust_anchor = std::nullopt);
+Result<tee::Collateral> obtain_collateral(const CollateralSource& source, const tee::Quote& quote, UnixSeconds now,
+                                          const std::optional<crypto::Certificate>& trust_anchor = std::nullopt);
 
 // A file, or "-" for standard input, at most `max_size` bytes.
 Result<Bytes> read_input(const std::string& path, std::size_t max_size);

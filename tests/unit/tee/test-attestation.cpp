@@ -228,6 +228,25 @@ TEST_CASE("V0 attestation: malformed input") {
         evidence.vm_config = "\xed\xa0\x80";  // a surrogate
         CHECK(contains(error_of(parse_v0_attestation(encode_v0_attestation(evidence))), "config is not valid UTF-8"));
     }
+    SUBCASE("runtime event names that would replay ambiguously are refused, in both lists") {
+        auto evidence = small_evidence(10);
+        evidence.runtime_events->at(0).event = "app:id";
+        CHECK(error_of(parse_v0_attestation(encode_v0_attestation(evidence))) ==
+              "V0 attestation: runtime event 0: runtime event \"app:id\": the name contains ':' (at offset 3), which "
+              "makes its digest ambiguous");
+        evidence = small_evidence(10);
+        evidence.runtime_events->at(0).event = "";
+        CHECK(contains(error_of(parse_v0_attestation(encode_v0_attestation(evidence))), "runtime event 0: runtime event with an empty name"));
+        evidence = small_evidence(10);
+        evidence.event_log.push_back(evidence.runtime_events->at(0));
+        evidence.event_log.back().event = "app\x1b";
+        CHECK(contains(error_of(parse_v0_attestation(encode_v0_attestation(evidence))),
+                       "event log entry 1: runtime event \"app\\x1b\": the name contains the non-printable byte 0x1b"));
+        // A boot event's name is not replayed: it is not checked.
+        evidence = small_evidence(10);
+        evidence.event_log.at(0).event = "a:b";
+        CHECK(parse_v0_attestation(encode_v0_attestation(evidence)).ok());
+    }
     SUBCASE("size limit") {
         Bytes huge(max_attestation_size + 1, 0);
         CHECK(contains(error_of(parse_v0_attestation(huge)), "more than the limit"));

@@ -1,13 +1,21 @@
 // Collateral fetching: the exact URLs and header handling of dcap-qvl's fetcher, then whole
 // fetches against a real HTTP server on 127.0.0.1 that answers like a PCCS with Intel's real
-// collateral, and the on-disk cache.
+// collateral, the on-disk cache (only verified collateral, bounded), and fetches shared between
+// callers on several threads.
 #include <doctest/doctest.h>
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <cctype>
 #include <memory>
+#include <mutex>
 #include <set>
+#include <thread>
+
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
 
 #include "../net/net-test.hpp"
 #include "../vectors.hpp"
@@ -18,6 +26,7 @@
 #include "dstack/net/listener.hpp"
 #include "dstack/tee/collateral-fetch.hpp"
 #include "dstack/tee/pck-extension.hpp"
+#include "dstack/tee/sim.hpp"
 
 using namespace dstack;
 using namespace dstack::tee;
@@ -294,10 +303,22 @@ struct PccsState {
     std::string oversized_path;         // answered with a body over the 1 MiB limit
     std::string root_ca_crl_body;       // overrides the hex body
     bool omit_pck_crl_issuer_chain = false;
+    bool tamper_tcb_info_signature = false;  // serves a signature that does not verify
+    std::string slow_path;                   // answered after `delay`
+    std::chrono::milliseconds delay{0};
+    std::mutex mutex;                        // tests with client threads read requests under it
+
+    std::size_t request_count() {
+        std::lock_guard lock(mutex);
+        return requests.size();
+    }
 };
 
 http::Response pccs_answer(PccsState& state, const http::Request& request) {
-    state.requests.push_back(request.target);
+    {
+        std::lock_guard lock(state.mutex);
+        state.requests.push_back(request.target);
+    }
     if (request.path == state.fail_path) return http::Response::text("no such thing", 404);
     if (request.path == state.oversized_path) return http::Response::text(std::string(max_pccs_response_size + 1, 'x'));
     const auto& c = state.collateral;
@@ -312,8 +333,10 @@ http::Response pccs_answer(PccsState& state, const http::Request& request) {
     }
     if (request.path == "/tdx/certification/v4/tcb") {
         if (request.query != "fmspc=B0C06F000000") return http::Response::text("bad query", 400);
+        Bytes signature = c.tcb_info_signature;
+        if (state.tamper_tcb_info_signature) signature[5] ^= 1;
         auto response = http::Response::json(
-            fmt::format("{{\"tcbInfo\":{},\"signature\":\"{}\"}}", c.tcb_info, hex_encode(c.tcb_info_signature)));
+            fmt::format("{{\"tcbInfo\":{},\"signature\":\"{}\"}}", c.tcb_info, hex_encode(signature)));
         response.headers.add("TCB-Info-Issuer-Chain", percent_encode(c.tcb_info_issuer_chain));
         return response;
     }
@@ -338,6 +361,10 @@ http::Response pccs_answer(PccsState& state, const http::Request& request) {
 }
 
 asio::awaitable<http::Response> pccs_handler(std::shared_ptr<PccsState> state, http::Request& request) {
+    if (!state->slow_path.empty() && request.path == state->slow_path) {
+        asio::steady_timer timer(co_await asio::this_coro::executor, state->delay);
+        co_await timer.async_wait(asio::use_awaitable);
+    }
     co_return pccs_answer(*state, request);
 }
 
@@ -577,4 +604,412 @@ TEST_CASE("collateral fetch: over https, checked against the given trust anchors
     auto system_anchors = f.fetch(f.quote, options);
     REQUIRE_FALSE(system_anchors.ok());
     CHECK(f.state->requests.size() == 4);
+}
+
+// ---- Only verified collateral is cached; the cache is bounded ----
+
+namespace {
+
+Collateral with_embedded_chain(Collateral collateral, const Quote& quote) {
+    auto chain = embedded_pck_chain(quote);
+    REQUIRE(chain.ok());
+    collateral.pck_certificate_chain = *chain;
+    return collateral;
+}
+
+DcapOptions at_vector_time() {
+    DcapOptions options;
+    options.now = tdx_vector_now;
+    return options;
+}
+
+std::string error_text(const Result<void>& result) {
+    REQUIRE_FALSE(result.ok());
+    return result.error().message;
+}
+
+std::vector<std::string> cache_entries(const std::filesystem::path& dir) {
+    std::vector<std::string> names;
+    std::error_code error;
+    for (std::filesystem::directory_iterator it(dir, error), end; !error && it != end; it.increment(error))
+        names.push_back(it->path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+void set_age(const std::filesystem::path& file, std::chrono::seconds age) {
+    std::filesystem::last_write_time(file, std::filesystem::file_time_type::clock::now() - age);
+}
+
+}  // namespace
+
+TEST_CASE("verify_collateral: the collateral-only steps, with verify_quote's errors" *
+          doctest::skip(test_vectors::vector_missing("dcap-qvl/tdx_quote"))) {
+    auto quote = vector_quote("dcap-qvl/tdx_quote");
+    auto collateral = vector_collateral();
+    CHECK(verify_collateral(collateral, at_vector_time()).ok());
+    auto with_chain = with_embedded_chain(collateral, quote);
+    CHECK(verify_collateral(with_chain, at_vector_time()).ok());
+    CollateralCache memo;
+    auto memoised = at_vector_time();
+    memoised.cache = &memo;
+    CHECK(verify_collateral(with_chain, memoised).ok());
+    CHECK(verify_collateral(with_chain, memoised).ok());
+
+    auto tampered = with_chain;
+    tampered.tcb_info_signature[5] ^= 1;
+    CHECK(error_text(verify_collateral(tampered, at_vector_time())) == "Signature is invalid for tcb_info in quote_collateral");
+    tampered = with_chain;
+    tampered.qe_identity_signature[7] ^= 1;
+    CHECK(error_text(verify_collateral(tampered, memoised)) == "Signature is invalid for qe_identity in quote_collateral");
+    auto late = at_vector_time();
+    late.now = *parse_rfc3339("2025-07-19T10:16:04Z");
+    CHECK(error_text(verify_collateral(with_chain, late)) == "TCBInfo expired");
+    tampered = with_chain;
+    tampered.pck_crl = Bytes{0x30, 0x00};
+    CHECK(error_text(verify_collateral(tampered, at_vector_time())).find("Failed to parse CRL (PCK CRL)") == 0);
+    // The PCK chain is checked when the collateral carries one: here one that is too short.
+    tampered = with_chain;
+    auto first_end = tampered.pck_certificate_chain->find("-----END CERTIFICATE-----") + 25;
+    tampered.pck_certificate_chain = tampered.pck_certificate_chain->substr(0, first_end);
+    CHECK(error_text(verify_collateral(tampered, at_vector_time())) == "Certificate chain is too short in quote");
+    // Another trust anchor: Intel's documents do not chain to it.
+    LocalPki stranger;
+    auto other = at_vector_time();
+    other.trust_anchor = *crypto::Certificate::from_pem(stranger.ca_pem);
+    CHECK_FALSE(verify_collateral(collateral, other).ok());
+}
+
+TEST_CASE("collateral cache: bounded in entries and bytes, the oldest go first" *
+          doctest::skip(test_vectors::vector_missing("dcap-qvl/tdx_quote_collateral.json"))) {
+    net::test::TempDir dir;
+    auto collateral = vector_collateral();
+    const auto entry_size = collateral_to_json(collateral).size();
+    auto key = [](int i) { return collateral_cache_key("https://p", "tdx", fmt::format("{:012}", i), "platform", "PEM"); };
+    auto file = [&](int i) { return key(i) + ".json"; };
+
+    CollateralCacheLimits limits;
+    limits.max_entries = 3;
+    for (int i = 0; i < 3; ++i) {
+        REQUIRE(store_cached_collateral(dir.path, key(i), collateral, limits).ok());
+        set_age(dir.path / file(i), std::chrono::seconds(100 - i));  // entry 0 the oldest
+    }
+    // Files that are not entries are neither counted nor touched.
+    REQUIRE(write_file_atomic(dir.path / "notes.txt", as_bytes("mine")).ok());
+    set_age(dir.path / "notes.txt", std::chrono::hours(10));
+    CHECK(cache_entries(dir.path).size() == 4);
+
+    REQUIRE(store_cached_collateral(dir.path, key(3), collateral, limits).ok());
+    std::vector<std::string> expected = {file(1), file(2), file(3), "notes.txt"};
+    std::sort(expected.begin(), expected.end());
+    CHECK(cache_entries(dir.path) == expected);
+
+    // Rewriting an entry makes it the newest.
+    set_age(dir.path / file(3), std::chrono::seconds(50));
+    REQUIRE(store_cached_collateral(dir.path, key(1), collateral, limits).ok());
+    limits.max_entries = 2;
+    enforce_collateral_cache_limits(dir.path, limits);
+    expected = {file(1), file(3), "notes.txt"};
+    std::sort(expected.begin(), expected.end());
+    CHECK(cache_entries(dir.path) == expected);
+
+    // The byte limit: room for one entry only; the one to keep stays even when it is the oldest.
+    limits.max_entries = 100;
+    limits.max_bytes = entry_size + entry_size / 2;
+    set_age(dir.path / file(1), std::chrono::seconds(500));
+    enforce_collateral_cache_limits(dir.path, limits, key(1));
+    expected = {file(1), "notes.txt"};
+    CHECK(cache_entries(dir.path) == expected);
+
+    // An entry larger than the whole cache is not written.
+    limits.max_bytes = entry_size - 1;
+    auto too_big = store_cached_collateral(dir.path, key(7), collateral, limits);
+    REQUIRE_FALSE(too_big.ok());
+    CHECK(too_big.error().message.find("does not fit the cache's limits") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(dir.path / file(7)));
+
+    // What a crashed writer left is removed once it is old, not while a writer may still be at it.
+    auto fresh_temp = "." + file(8) + ".tmp-0000abcd";
+    auto old_temp = "." + file(9) + ".tmp-0000dcba";
+    REQUIRE(write_file_atomic(dir.path / fresh_temp, as_bytes("{")).ok());
+    REQUIRE(write_file_atomic(dir.path / old_temp, as_bytes("{")).ok());
+    set_age(dir.path / old_temp, std::chrono::hours(2));
+    limits = CollateralCacheLimits();
+    enforce_collateral_cache_limits(dir.path, limits);
+    CHECK(std::filesystem::exists(dir.path / fresh_temp));
+    CHECK_FALSE(std::filesystem::exists(dir.path / old_temp));
+    CHECK(std::filesystem::exists(dir.path / file(1)));
+}
+
+TEST_CASE("collateral fetch: collateral that does not verify is returned, never cached" *
+          doctest::skip(test_vectors::vector_missing("dcap-qvl/tdx_quote"))) {
+    PccsFixture f;
+    f.state->tamper_tcb_info_signature = true;
+    auto fetched = f.fetch(f.quote, f.options());
+    REQUIRE_MESSAGE(fetched.ok(), (fetched.ok() ? "" : fetched.error().message));
+    CHECK(fetched->tcb_info_signature != f.state->collateral.tcb_info_signature);
+    // The caller's verification fails with the exact error...
+    CHECK(error_text(verify_collateral(*fetched, at_vector_time())) == "Signature is invalid for tcb_info in quote_collateral");
+    auto verdict = verify_quote(*read_file(test_vectors::vector_path("dcap-qvl/tdx_quote"), max_quote_size), *fetched,
+                                at_vector_time());
+    REQUIRE(verdict.error.has_value());
+    CHECK(verdict.error->message == "Signature is invalid for tcb_info in quote_collateral");
+    // ...and nothing was written.
+    CHECK(cache_entries(f.cache.path / "collateral").empty());
+
+    // Served correctly, the same fetch is cached; a planted entry that does not verify is not used.
+    f.state->tamper_tcb_info_signature = false;
+    REQUIRE(f.fetch(f.quote, f.options()).ok());
+    auto entries = cache_entries(f.cache.path / "collateral");
+    REQUIRE(entries.size() == 1);
+    auto planted = *fetched;  // the tampered collateral, under the real entry's name
+    REQUIRE(write_file_atomic(f.cache.path / "collateral" / entries[0], as_bytes(collateral_to_json(planted))).ok());
+    auto requests_before = f.state->requests.size();
+    auto refetched = f.fetch(f.quote, f.options());
+    REQUIRE(refetched.ok());
+    CHECK(refetched->tcb_info_signature == f.state->collateral.tcb_info_signature);
+    CHECK(f.state->requests.size() == requests_before + 4);
+}
+
+TEST_CASE("collateral fetch: the on-disk cache keeps to its limits" *
+          doctest::skip(test_vectors::vector_missing("dcap-qvl/tdx_quote"))) {
+    PccsFixture f;
+    auto embedded = embedded_pck_chain(f.quote);
+    REQUIRE(embedded.ok());
+    constexpr std::string_view end_marker = "-----END CERTIFICATE-----\n";
+    auto leaf_end = embedded->find(end_marker) + end_marker.size();
+    f.state->pck_leaf = embedded->substr(0, leaf_end);
+    f.state->pck_issuer_chain = embedded->substr(leaf_end);
+    Quote ppid_quote = f.quote;  // the same platform by way of the pckcert endpoint: another PCK chain text, another entry
+    ppid_quote.auth.certification_data_type = 3;
+    ppid_quote.auth.certification_data.assign(384, 0x5A);
+    const Bytes cpu_svn = {3, 3, 2, 2, 2, 1, 0, 4, 3, 0, 0, 0, 0, 0, 0, 0};
+    ppid_quote.auth.certification_data.insert(ppid_quote.auth.certification_data.end(), cpu_svn.begin(), cpu_svn.end());
+    for (std::uint8_t b : {0x0B, 0x00, 0x00, 0x00}) ppid_quote.auth.certification_data.push_back(b);
+    f.state->tcbm_hex = hex_encode(cpu_svn) + "0b00";
+
+    auto options = f.options();
+    options.cache_limits.max_entries = 1;
+    REQUIRE(f.fetch(f.quote, options).ok());
+    auto first = cache_entries(f.cache.path / "collateral");
+    REQUIRE(first.size() == 1);
+    set_age(f.cache.path / "collateral" / first[0], std::chrono::seconds(60));
+    REQUIRE(f.fetch(ppid_quote, options).ok());
+    auto second = cache_entries(f.cache.path / "collateral");
+    REQUIRE(second.size() == 1);
+    CHECK(second[0] != first[0]);
+}
+
+// ---- Shared fetches: nothing unverified multiplies outbound requests ----
+
+namespace {
+
+// The fixture's server on a thread of its own, so that client threads can fetch from it.
+struct ServerThread {
+    PccsFixture& fixture;
+    std::thread thread;
+    explicit ServerThread(PccsFixture& f) : fixture(f), thread([this] { fixture.io.run(); }) {}
+    ~ServerThread() {
+        asio::post(fixture.io, [f = &fixture] {
+            f->stop();
+            f->io.stop();
+        });
+        thread.join();
+    }
+};
+
+asio::awaitable<void> fetch_into(CollateralFetcher& fetcher, const Quote& quote, PccsOptions options,
+                                 std::optional<Result<Collateral>>* out) {
+    *out = co_await fetcher.fetch(quote, std::move(options));
+}
+
+// `count` fetches started at once on one io_context run by `threads` threads.
+std::vector<Result<Collateral>> fetch_at_once(CollateralFetcher& fetcher, const Quote& quote, const PccsOptions& options,
+                                              int count, int threads = 4) {
+    asio::io_context client;
+    std::vector<std::optional<Result<Collateral>>> results(static_cast<std::size_t>(count));
+    for (auto& result : results) asio::co_spawn(client, fetch_into(fetcher, quote, options, &result), asio::detached);
+    std::vector<std::thread> runners;
+    for (int i = 0; i < threads; ++i) runners.emplace_back([&client] { client.run(); });
+    for (auto& runner : runners) runner.join();
+    std::vector<Result<Collateral>> out;
+    for (auto& result : results) {
+        REQUIRE(result.has_value());
+        out.push_back(std::move(*result));
+    }
+    return out;
+}
+
+Result<Collateral> fetch_once(CollateralFetcher& fetcher, const Quote& quote, const PccsOptions& options) {
+    auto results = fetch_at_once(fetcher, quote, options, 1, 1);
+    return std::move(results.front());
+}
+
+PccsOptions uncached(PccsOptions options) {
+    options.cache_dir.reset();
+    return options;
+}
+
+}  // namespace
+
+TEST_CASE("collateral fetcher: identical concurrent fetches go out once, from several threads" *
+          doctest::skip(test_vectors::vector_missing("dcap-qvl/tdx_quote"))) {
+    PccsFixture f;
+    f.state->slow_path = "/tdx/certification/v4/tcb";
+    f.state->delay = std::chrono::milliseconds(400);
+    ServerThread server(f);
+    CollateralFetcher fetcher;
+    auto results = fetch_at_once(fetcher, f.quote, uncached(f.options()), 12);
+    for (auto& result : results) {
+        REQUIRE_MESSAGE(result.ok(), (result.ok() ? "" : result.error().message));
+        check_equals_vector(*result, f.state->collateral);
+        CHECK(result->pck_certificate_chain == *embedded_pck_chain(f.quote));
+    }
+    CHECK(f.state->request_count() == 4);  // pckcrl, tcb, qe identity, root CA CRL: once
+    auto stats = fetcher.stats();
+    CHECK(stats.fetched == 1);
+    CHECK(stats.joined == 11);
+    // Successes are not remembered: the next fetch (no disk cache here) asks again.
+    REQUIRE(fetch_once(fetcher, f.quote, uncached(f.options())).ok());
+    CHECK(f.state->request_count() == 8);
+}
+
+TEST_CASE("collateral fetcher: a failure is remembered per key for a while, then asked again" *
+          doctest::skip(test_vectors::vector_missing("dcap-qvl/tdx_quote"))) {
+    PccsFixture f, other;
+    f.state->fail_path = "/tdx/certification/v4/tcb";
+    f.state->slow_path = f.state->fail_path;
+    f.state->delay = std::chrono::milliseconds(200);
+    other.state->fail_path = f.state->fail_path;
+    ServerThread server(f), other_server(other);
+    CollateralFetcher::Limits limits;
+    limits.failure_ttl = std::chrono::milliseconds(1500);
+    CollateralFetcher fetcher(limits);
+    const std::string expected = "Failed to fetch " + f.base + "/tdx/certification/v4/tcb?fmspc=B0C06F000000: HTTP 404";
+
+    // A flood: 20 at once, then 20 more one after another; the PCCS sees one attempt.
+    for (auto& result : fetch_at_once(fetcher, f.quote, f.options(), 20)) {
+        REQUIRE_FALSE(result.ok());
+        CHECK(result.error().message == expected);
+    }
+    for (int i = 0; i < 20; ++i) {
+        auto again = fetch_once(fetcher, f.quote, f.options());
+        REQUIRE_FALSE(again.ok());
+        CHECK(again.error().message == expected);
+    }
+    CHECK(f.state->request_count() == 2);  // pckcrl, then the failing tcb
+    auto stats = fetcher.stats();
+    CHECK(stats.fetched == 1);
+    CHECK(stats.joined + stats.remembered == 39);
+    CHECK(stats.remembered >= 20);
+    CHECK(cache_entries(f.cache.path / "collateral").empty());
+
+    // Another key (another PCCS) is not affected by the memory.
+    CHECK_FALSE(fetch_once(fetcher, other.quote, other.options()).ok());
+    CHECK(other.state->request_count() == 2);
+
+    // Once the failure has expired, the PCCS is asked again (and now answers).
+    std::this_thread::sleep_for(limits.failure_ttl + std::chrono::milliseconds(100));
+    f.state->fail_path.clear();
+    auto recovered = fetch_once(fetcher, f.quote, f.options());
+    REQUIRE_MESSAGE(recovered.ok(), (recovered.ok() ? "" : recovered.error().message));
+    CHECK(f.state->request_count() == 6);
+    CHECK(cache_entries(f.cache.path / "collateral").size() == 1);
+}
+
+TEST_CASE("collateral fetcher: collateral that does not verify is remembered too, and still returned" *
+          doctest::skip(test_vectors::vector_missing("dcap-qvl/tdx_quote"))) {
+    PccsFixture f;
+    f.state->tamper_tcb_info_signature = true;
+    ServerThread server(f);
+    CollateralFetcher fetcher;
+    for (auto& result : fetch_at_once(fetcher, f.quote, f.options(), 10)) {
+        REQUIRE(result.ok());
+        CHECK(error_text(verify_collateral(*result, at_vector_time())) == "Signature is invalid for tcb_info in quote_collateral");
+    }
+    CHECK(f.state->request_count() == 4);
+    CHECK(cache_entries(f.cache.path / "collateral").empty());
+}
+
+TEST_CASE("collateral fetcher: failing pckcert look-ups are shared and remembered as well" *
+          doctest::skip(test_vectors::vector_missing("dcap-qvl/tdx_quote"))) {
+    PccsFixture f;
+    f.state->fail_path = "/sgx/certification/v4/pckcert";
+    ServerThread server(f);
+    Quote quote = f.quote;
+    quote.auth.certification_data_type = 2;
+    quote.auth.certification_data.assign(276, 0x22);
+    CollateralFetcher fetcher;
+    for (auto& result : fetch_at_once(fetcher, quote, f.options(), 10)) {
+        REQUIRE_FALSE(result.ok());
+        CHECK(result.error().message.find("Failed to get PCK certificate chain: Failed to fetch PCK certificate from") == 0);
+    }
+    CHECK(f.state->request_count() == 1);
+}
+
+TEST_CASE("collateral fetcher: both maps are bounded; beyond them a new key is refused, not fetched" *
+          doctest::skip(test_vectors::vector_missing("dcap-qvl/tdx_quote"))) {
+    PccsFixture slow, failing;
+    slow.state->slow_path = "/tdx/certification/v4/tcb";
+    slow.state->delay = std::chrono::milliseconds(600);
+    failing.state->fail_path = "/sgx/certification/v4/pckcrl";
+    ServerThread slow_server(slow), failing_server(failing);
+
+    SUBCASE("in flight") {
+        CollateralFetcher::Limits limits;
+        limits.max_in_flight = 1;
+        CollateralFetcher fetcher(limits);
+        std::optional<Result<Collateral>> first;
+        std::thread leader([&] { first = fetch_once(fetcher, slow.quote, uncached(slow.options())); });
+        while (slow.state->request_count() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        auto refused = fetch_once(fetcher, failing.quote, uncached(failing.options()));
+        leader.join();
+        REQUIRE_FALSE(refused.ok());
+        CHECK(refused.error().message == "collateral fetches: 1 different fetches are in flight already; try again shortly");
+        CHECK(failing.state->request_count() == 0);
+        REQUIRE(first.has_value());
+        CHECK(first->ok());
+        CHECK(fetcher.stats().refused == 1);
+    }
+    SUBCASE("remembered failures") {
+        CollateralFetcher::Limits limits;
+        limits.max_remembered_failures = 1;
+        CollateralFetcher fetcher(limits);
+        CHECK_FALSE(fetch_once(fetcher, failing.quote, uncached(failing.options())).ok());
+        CHECK(failing.state->request_count() == 1);
+        slow.state->fail_path = "/sgx/certification/v4/pckcrl";
+        auto refused = fetch_once(fetcher, slow.quote, uncached(slow.options()));
+        REQUIRE_FALSE(refused.ok());
+        CHECK(refused.error().message.find("collateral fetches: 1 different fetches failed in the last 30 s") == 0);
+        CHECK(slow.state->request_count() == 0);
+    }
+}
+
+TEST_CASE("collateral fetch: nothing is fetched for a PCK chain that does not lead to the trust anchor" *
+          doctest::skip(test_vectors::vector_missing("dcap-qvl/tdx_quote"))) {
+    PccsFixture f;
+    // Intel's chain, but the verifier trusts another root.
+    LocalPki stranger;
+    auto options = f.options();
+    options.trust_anchor = *crypto::Certificate::from_pem(stranger.ca_pem);
+    auto refused = f.fetch(f.quote, options);
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.error().message.find("the PCK certificate chain does not lead to the trust anchor (CN=collateral test CA); no "
+                                       "collateral is fetched for it: ") == 0);
+    // A made-up platform (the simulator's PKI, with any FMSPC it likes) against Intel's root.
+    auto pki = sim::generate_pki();
+    REQUIRE(pki.ok());
+    auto sim_bytes = sim::make_quote(*pki);
+    REQUIRE(sim_bytes.ok());
+    auto sim_quote = parse_quote(*sim_bytes);
+    REQUIRE(sim_quote.ok());
+    auto forged = f.fetch(*sim_quote, f.options(system_now()));
+    REQUIRE_FALSE(forged.ok());
+    CHECK(forged.error().message.find("does not lead to the trust anchor") != std::string::npos);
+    CHECK(f.state->requests.empty());
+    // With its own root as the anchor, the simulator's chain is fetched for.
+    auto sim_options = f.options(system_now());
+    sim_options.trust_anchor = pki->root;
+    CHECK_FALSE(f.fetch(*sim_quote, sim_options).ok());  // this PCCS serves Intel's FMSPC only
+    CHECK_FALSE(f.state->requests.empty());
 }

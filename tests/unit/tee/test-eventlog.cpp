@@ -122,7 +122,7 @@ TEST_CASE("CCEL: synthetic logs") {
         Bytes log = ccel_header();
         put_record(log, 0, 1, 0x000C, 48, 0x11, "mrtd");
         put_record(log, 1, 10, 0x000C, 48, 0x22, "ACPI DATA");
-        put_record(log, 4, 0x08000001, 0x000C, 48, 0x33, "app");
+        put_record(log, 4, 0x80000001, 0x000C, 48, 0x33, "app");
         put_u32(log, 0xFFFFFFFF);
         auto events = parse_ccel(log);
         REQUIRE(events.ok());
@@ -162,6 +162,15 @@ TEST_CASE("CCEL: synthetic logs") {
         Bytes unknown = ccel_header();
         put_record(unknown, 1, 1, 0x0012, 32, 1, "");
         CHECK(error_of(parse_ccel(unknown)).find("unknown TCG digest algorithm id 0x0012") != std::string::npos);
+    }
+    SUBCASE("a record of dstack's runtime event type is refused: it has no name to replay it by") {
+        Bytes log = ccel_header();
+        put_record(log, 1, 10, 0x000C, 48, 0x22, "ACPI DATA");
+        std::size_t offset = log.size();
+        put_record(log, 4, runtime_event_type, 0x000C, 48, 0x33, "app");
+        CHECK(error_of(parse_ccel(log)) == fmt::format("event at offset {} has dstack's runtime event type 0x08000001, but "
+                                                       "CCEL records carry no name to replay it by",
+                                                       offset));
     }
     SUBCASE("a record with two digests is refused") {
         Bytes log = ccel_header();

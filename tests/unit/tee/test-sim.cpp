@@ -424,3 +424,23 @@ TEST_CASE("sim collateral: Intel-shaped TCB info and QE identity, signed") {
     CHECK(crypto::p256_verify(signer, as_bytes(edited), sim::sign_document(p, edited)));
     CHECK_FALSE(crypto::p256_verify(signer, as_bytes(edited), collateral->tcb_info_signature));
 }
+
+TEST_CASE("sim runtime log: events through make_runtime_event, RTMR3 their replay") {
+    std::vector<sim::SimRuntimeEvent> emitted = {{"system-preparing", {}}, {"app-id", Bytes(20, 1)}, {"system-ready", {}}};
+    auto log = sim::make_runtime_log(emitted);
+    REQUIRE(log.ok());
+    REQUIRE(log->events.size() == 3);
+    CHECK(log->events[1].event == "app-id");
+    CHECK(log->events[1].digest == runtime_event_digest("app-id", Bytes(20, 1), 1));
+    CHECK(log->rtmr3 == replay_runtime_events(log->events));
+    auto v2 = sim::make_runtime_log(emitted, 2);
+    REQUIRE(v2.ok());
+    CHECK(v2->rtmr3 == replay_runtime_events(v2->events));
+    CHECK(v2->rtmr3 != log->rtmr3);
+
+    // The simulator cannot emit what the verifier refuses.
+    emitted.push_back({"a:b", to_bytes("c")});
+    auto refused = sim::make_runtime_log(emitted);
+    REQUIRE_FALSE(refused.ok());
+    CHECK(refused.error().message.find("runtime event \"a:b\": the name contains ':'") == 0);
+}
