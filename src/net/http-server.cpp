@@ -127,6 +127,7 @@ public:
         // An idle connection closed to make room: close `victim` on `victim_strand`.
         std::weak_ptr<Stream> victim;
         asio::any_io_executor victim_strand;
+        std::string victim_address;  // for logs
     };
 
     ConnectionTable(std::size_t max_connections, std::size_t per_address)
@@ -158,6 +159,7 @@ public:
             --live_;
             admission.victim = oldest->transport;
             admission.victim_strand = oldest->strand;
+            admission.victim_address = oldest->address;
         }
         Entry& entry = entries_.emplace_back();
         entry.address = std::move(address);
@@ -611,11 +613,12 @@ asio::awaitable<void> serve(Listener& listener, Handler handler, ServerOptions o
             refuse(state, std::move(transport), strand, admission.verdict);
             continue;
         }
-        if (auto victim = admission.victim.lock()) {
-            log::debug("http: {}: all {} connections taken; closing {}, the one idle longest, for {}", state->listener,
-                       state->options.max_connections, victim->peer_description(), transport->peer_description());
-            // Its stream is used on its strand only; close it there.
-            asio::post(admission.victim_strand, [weak = admission.victim] {
+        if (admission.victim_strand) {
+            log::debug("http: {}: all {} connections taken; closing the one idle longest (from {}) for {}",
+                       state->listener, state->options.max_connections, admission.victim_address,
+                       transport->peer_description());
+            // Its stream is used (and released) on its own strand only: close it there.
+            asio::post(admission.victim_strand, [weak = std::move(admission.victim)] {
                 if (auto stream = weak.lock()) stream->close();
             });
         }
