@@ -8,9 +8,14 @@
 #include <algorithm>
 #include <atomic>
 #include <exception>
+#include <list>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/post.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
@@ -89,6 +94,149 @@ private:
     std::size_t held_ = 0;
 };
 
+// The connections of one serve() call, for the per-address limit and for making room when the
+// server is full. The accept loop and every connection (each on its own strand, on any of the
+// runtime's threads) use it, so one mutex guards it; it is held for a few instructions, or for
+// one scan of at most max_connections entries when the server is full.
+//
+// A connection is "idle" while it waits for the first byte of a request. Only idle connections
+// are evicted, and the decision is made under the mutex: a connection marks itself busy (under
+// the same mutex) as soon as a request's first bytes arrive, and one that finds itself evicted
+// by then drops those bytes unanswered, as a keep-alive connection closed by an idle timeout
+// would (clients retry such a request on a new connection).
+class ConnectionTable {
+public:
+    struct Entry {
+        Entry() = default;  // not an aggregate: see ServerOptions
+
+        std::string address;               // Stream::client_address(); empty: not counted per address
+        asio::any_io_executor strand;      // the connection's own: its stream is closed there only
+        std::weak_ptr<Stream> transport;
+        Clock::time_point idle_since;
+        bool idle = true;
+        bool evicted = false;
+    };
+    using Handle = std::list<Entry>::iterator;
+
+    enum class Verdict { admitted, address_full, server_full };
+    struct Admission {
+        Admission() = default;
+
+        Verdict verdict = Verdict::server_full;
+        Handle handle;
+        // An idle connection closed to make room: close `victim` on `victim_strand`.
+        std::weak_ptr<Stream> victim;
+        asio::any_io_executor victim_strand;
+        std::string victim_address;  // for logs
+    };
+
+    ConnectionTable(std::size_t max_connections, std::size_t per_address)
+        : max_connections_(max_connections), per_address_limit_(per_address) {}
+
+    Admission admit(std::string address, asio::any_io_executor strand, std::weak_ptr<Stream> transport) {
+        Admission admission;
+        std::lock_guard lock(mutex_);
+        if (!address.empty() && per_address_limit_ != 0) {
+            auto counted = per_address_.find(address);
+            if (counted != per_address_.end() && counted->second >= per_address_limit_) {
+                admission.verdict = Verdict::address_full;
+                return admission;
+            }
+        }
+        if (live_ >= max_connections_) {
+            auto oldest = entries_.end();
+            for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+                if (it->idle && !it->evicted && (oldest == entries_.end() || it->idle_since < oldest->idle_since))
+                    oldest = it;
+            }
+            if (oldest == entries_.end()) {
+                admission.verdict = Verdict::server_full;
+                return admission;
+            }
+            // It stays in the table (and counted for its address) until its coroutine has ended,
+            // but no longer takes a place: the server briefly holds one more connection.
+            oldest->evicted = true;
+            --live_;
+            admission.victim = oldest->transport;
+            admission.victim_strand = oldest->strand;
+            admission.victim_address = oldest->address;
+        }
+        Entry& entry = entries_.emplace_back();
+        entry.address = std::move(address);
+        entry.strand = std::move(strand);
+        entry.transport = std::move(transport);
+        entry.idle_since = Clock::now();
+        if (!entry.address.empty()) ++per_address_[entry.address];
+        ++live_;
+        admission.verdict = Verdict::admitted;
+        admission.handle = std::prev(entries_.end());
+        return admission;
+    }
+
+    void remove(Handle handle) {
+        std::lock_guard lock(mutex_);
+        if (!handle->evicted) --live_;
+        if (!handle->address.empty()) {
+            auto counted = per_address_.find(handle->address);
+            if (--counted->second == 0) per_address_.erase(counted);
+        }
+        entries_.erase(handle);
+    }
+
+    // The first bytes of a request arrived; false when the connection was evicted before.
+    bool begin_request(Handle handle) {
+        std::lock_guard lock(mutex_);
+        if (handle->evicted) return false;
+        handle->idle = false;
+        return true;
+    }
+    // The connection waits for a new request (a no-op when it already did: the wait goes on).
+    void end_request(Handle handle) {
+        std::lock_guard lock(mutex_);
+        if (handle->idle) return;
+        handle->idle = true;
+        handle->idle_since = Clock::now();
+    }
+    bool evicted(Handle handle) {
+        std::lock_guard lock(mutex_);
+        return handle->evicted;
+    }
+
+private:
+    std::mutex mutex_;
+    std::list<Entry> entries_;
+    std::unordered_map<std::string, std::size_t> per_address_;
+    std::size_t live_ = 0;  // entries not evicted
+    std::size_t max_connections_;
+    std::size_t per_address_limit_;
+};
+
+// A connection's place in its server's table, for as long as the connection lives.
+class TablePlace {
+public:
+    TablePlace(ConnectionTable& table, ConnectionTable::Handle handle) : table_(table), handle_(handle) {}
+    ~TablePlace() { table_.remove(handle_); }
+    TablePlace(const TablePlace&) = delete;
+    TablePlace& operator=(const TablePlace&) = delete;
+
+    bool begin_request() {
+        if (busy_) return true;
+        busy_ = table_.begin_request(handle_);
+        return busy_;
+    }
+    void end_request() {
+        if (!busy_) return;
+        busy_ = false;
+        table_.end_request(handle_);
+    }
+    bool evicted() { return table_.evicted(handle_); }
+
+private:
+    ConnectionTable& table_;
+    ConnectionTable::Handle handle_;
+    bool busy_ = false;
+};
+
 Response error_response(const ParseError& error) {
     return Response::json_error(error.status, error.message);
 }
@@ -133,29 +281,37 @@ asio::awaitable<void> linger_and_close(Stream& stream, Watchdog& watchdog, const
     stream.close();
 }
 
+// `place` is the connection's entry in its server's table; null for serve_connection().
 asio::awaitable<void> serve_requests(std::shared_ptr<Stream> stream, Watchdog& watchdog, const Handler& handler,
                                      const ServerOptions& options, const ConnectionInfo& info,
-                                     std::atomic<std::size_t>& body_in_flight) {
+                                     std::atomic<std::size_t>& body_in_flight, TablePlace* place) {
     RequestParser parser(options.limits);
     std::vector<std::uint8_t> buffer(read_chunk);
     for (;;) {
         // ---- read one request ----
         BodyReservation reservation(body_in_flight, options.max_total_body_bytes);
+        // Charged for the bytes held, never for what Content-Length merely announces.
         auto within_budget = [&] {
             if (!parser.headers_complete()) return true;
-            return reservation.reserve(std::max<std::uint64_t>(parser.content_length(), parser.body_size()));
+            return reservation.reserve(parser.body_size());
         };
         auto status = parser.parse();
         bool over_budget = status != RequestParser::Status::error && !within_budget();
+        // One deadline for the whole wait: bytes that leave the parser idle (empty lines) do not move it.
+        auto idle_deadline = Clock::now() + options.idle_timeout;
         Clock::time_point request_start{};
         Clock::time_point headers_done{};
         std::size_t body_bytes_read = 0;
         bool continue_sent = false;
-        if (!parser.idle()) request_start = Clock::now();
+        if (!parser.idle()) {
+            request_start = Clock::now();
+        } else if (place) {
+            place->end_request();
+        }
         while (status == RequestParser::Status::need_more && !over_budget) {
             auto now = Clock::now();
             if (parser.idle()) {
-                watchdog.arm(now + options.idle_timeout);
+                watchdog.arm(idle_deadline);
             } else {
                 if (request_start == Clock::time_point{}) request_start = now;
                 auto cap = request_start + options.request_timeout;
@@ -181,6 +337,10 @@ asio::awaitable<void> serve_requests(std::shared_ptr<Stream> stream, Watchdog& w
                 if (parser.headers_complete()) body_bytes_read += n;
                 parser.feed(std::string_view(reinterpret_cast<const char*>(buffer.data()), n));
                 status = parser.parse();
+                if (place && !parser.idle() && !place->begin_request()) {
+                    log::debug("http: {}: closed to make room for a new connection before its request", info.peer);
+                    co_return;
+                }
                 over_budget = status != RequestParser::Status::error && !within_budget();
                 continue;
             }
@@ -195,6 +355,8 @@ asio::awaitable<void> serve_requests(std::shared_ptr<Stream> stream, Watchdog& w
             if (watchdog.fired()) {
                 log::debug("http: {}: timed out {}", info.peer,
                            parser.idle() ? "waiting for a request" : "reading a request");
+            } else if (place && parser.idle() && place->evicted()) {
+                log::debug("http: {}: idle connection closed to make room for a new one", info.peer);
             } else if (ec == asio::error::eof) {
                 log::debug("http: {}: connection closed in the middle of a request", info.peer);
             } else {
@@ -258,36 +420,40 @@ struct ServerState {
     ServerOptions options;
     std::shared_ptr<tls::ServerContext> tls_context;
     std::string listener;
-    std::atomic<std::size_t> active{0};
+    std::optional<ConnectionTable> connections;   // built from options
     std::atomic<std::size_t> refusing{0};
     std::atomic<std::size_t> body_in_flight{0};  // against options.max_total_body_bytes
+    // Refusals are logged at most once a second (a flood must not become a log flood); only the
+    // accept loop touches these.
+    Clock::time_point refusal_logged{};
+    std::size_t refusals_unlogged = 0;
 };
 
-// Holds a connection slot for as long as the connection lives.
+// Holds a refusal slot for as long as the refusal is being written.
 struct Slot {
     std::atomic<std::size_t>& counter;
     ~Slot() { --counter; }
 };
 
 asio::awaitable<void> serve_shared(std::shared_ptr<Stream> stream, const Handler& handler, const ServerOptions& options,
-                                   ConnectionInfo info, std::atomic<std::size_t>& body_in_flight) {
+                                   ConnectionInfo info, std::atomic<std::size_t>& body_in_flight, TablePlace* place) {
     auto watchdog = std::make_shared<Watchdog>(co_await asio::this_coro::executor);
     WatchdogStopper stopper{watchdog};
     watchdog->guard(stream);
     watchdog->start();
-    co_await serve_requests(stream, *watchdog, handler, options, info, body_in_flight);
+    co_await serve_requests(stream, *watchdog, handler, options, info, body_in_flight, place);
     stream->close();
 }
 
-asio::awaitable<void> run_connection(std::shared_ptr<ServerState> state, StreamPtr accepted) {
-    Slot slot{state->active};
-    std::shared_ptr<Stream> transport(std::move(accepted));
+asio::awaitable<void> run_connection(std::shared_ptr<ServerState> state, std::shared_ptr<Stream> transport,
+                                     ConnectionTable::Handle handle) {
+    TablePlace place(*state->connections, handle);
     ConnectionInfo info;
     info.listener = state->listener;
     try {
         info.peer = transport->peer_description();
         if (!state->tls_context) {
-            co_await serve_shared(transport, state->handler, state->options, info, state->body_in_flight);
+            co_await serve_shared(transport, state->handler, state->options, info, state->body_in_flight, &place);
             co_return;
         }
         auto watchdog = std::make_shared<Watchdog>(co_await asio::this_coro::executor);
@@ -306,7 +472,7 @@ asio::awaitable<void> run_connection(std::shared_ptr<ServerState> state, StreamP
         watchdog->stop();
         std::shared_ptr<tls::TlsStream> tls_stream(std::move(*accepted_tls));
         info.tls = &tls_stream->session();
-        co_await serve_shared(tls_stream, state->handler, state->options, info, state->body_in_flight);
+        co_await serve_shared(tls_stream, state->handler, state->options, info, state->body_in_flight, &place);
     } catch (const std::exception& e) {
         log::error("http: {}: connection failed: {}", info.peer, e.what());
     } catch (...) {
@@ -315,15 +481,15 @@ asio::awaitable<void> run_connection(std::shared_ptr<ServerState> state, StreamP
     transport->close();
 }
 
-asio::awaitable<void> refuse_connection(std::shared_ptr<ServerState> state, StreamPtr accepted) {
+asio::awaitable<void> refuse_connection(std::shared_ptr<ServerState> state, std::shared_ptr<Stream> stream,
+                                        std::string why) {
     Slot slot{state->refusing};
-    std::shared_ptr<Stream> stream(std::move(accepted));
     try {
         auto watchdog = std::make_shared<Watchdog>(co_await asio::this_coro::executor);
         WatchdogStopper stopper{watchdog};
         watchdog->guard(stream);
         watchdog->start();
-        auto response = Response::json_error(503, "too many connections, try again later");
+        auto response = Response::json_error(503, why);
         std::string out = serialize_response_head(response, response.body.size(), true) + response.body;
         if (co_await write_bytes(*stream, *watchdog, out, std::chrono::milliseconds(1000))) {
             std::error_code ignored;
@@ -332,6 +498,37 @@ asio::awaitable<void> refuse_connection(std::shared_ptr<ServerState> state, Stre
     } catch (...) {
     }
     stream->close();
+}
+
+// Answers (plain) or closes (TLS, or too many refusals already in flight) a connection that
+// cannot be served.
+void refuse(const std::shared_ptr<ServerState>& state, std::shared_ptr<Stream> stream, asio::any_io_executor strand,
+            ConnectionTable::Verdict verdict) {
+    bool by_address = verdict == ConnectionTable::Verdict::address_full;
+    auto now = Clock::now();
+    if (now - state->refusal_logged >= 1s) {
+        if (by_address) {
+            log::warn("http: {}: {} already holds {} connections, refusing another ({} more refused since the last report)",
+                      state->listener, stream->client_address(), state->options.max_connections_per_address,
+                      state->refusals_unlogged);
+        } else {
+            log::warn("http: {}: all {} connections are busy with requests, refusing {} ({} more refused since the last report)",
+                      state->listener, state->options.max_connections, stream->peer_description(),
+                      state->refusals_unlogged);
+        }
+        state->refusal_logged = now;
+        state->refusals_unlogged = 0;
+    } else {
+        ++state->refusals_unlogged;
+    }
+    if (state->tls_context || state->refusing.load() >= refusal_backlog) {
+        stream->close();
+        return;
+    }
+    ++state->refusing;
+    std::string why = by_address ? "too many connections from your address, try again later"
+                                 : "too many connections, try again later";
+    asio::co_spawn(strand, refuse_connection(state, std::move(stream), std::move(why)), asio::detached);
 }
 
 }  // namespace
@@ -379,7 +576,7 @@ asio::awaitable<void> serve_connection(StreamPtr stream, Handler handler, Server
     std::atomic<std::size_t> body_in_flight{0};  // this connection's own budget
     try {
         if (info.peer.empty()) info.peer = shared->peer_description();
-        co_await serve_shared(shared, handler, options, info, body_in_flight);
+        co_await serve_shared(shared, handler, options, info, body_in_flight, nullptr);
     } catch (const std::exception& e) {
         log::error("http: {}: connection failed: {}", info.peer, e.what());
     } catch (...) {
@@ -395,6 +592,7 @@ asio::awaitable<void> serve(Listener& listener, Handler handler, ServerOptions o
     state->options = std::move(options);
     state->tls_context = std::move(tls_context);
     state->listener = listener.description();
+    state->connections.emplace(state->options.max_connections, state->options.max_connections_per_address);
     auto executor = co_await asio::this_coro::executor;
     for (;;) {
         std::error_code ec;
@@ -408,21 +606,23 @@ asio::awaitable<void> serve(Listener& listener, Handler handler, ServerOptions o
             co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
             continue;
         }
-        auto strand = asio::make_strand(stream->get_executor());
-        if (state->active.load() >= state->options.max_connections) {
-            if (state->refusing.load() >= refusal_backlog || state->tls_context) {
-                log::warn("http: {}: connection limit reached, dropping {}", state->listener, stream->peer_description());
-                stream->close();
-                continue;
-            }
-            log::warn("http: {}: connection limit ({}) reached, refusing {}", state->listener,
-                      state->options.max_connections, stream->peer_description());
-            ++state->refusing;
-            asio::co_spawn(strand, refuse_connection(state, std::move(stream)), asio::detached);
+        asio::any_io_executor strand = asio::make_strand(stream->get_executor());
+        std::shared_ptr<Stream> transport(std::move(stream));
+        auto admission = state->connections->admit(transport->client_address(), strand, transport);
+        if (admission.verdict != ConnectionTable::Verdict::admitted) {
+            refuse(state, std::move(transport), strand, admission.verdict);
             continue;
         }
-        ++state->active;
-        asio::co_spawn(strand, run_connection(state, std::move(stream)), asio::detached);
+        if (admission.victim_strand) {
+            log::debug("http: {}: all {} connections taken; closing the one idle longest (from {}) for {}",
+                       state->listener, state->options.max_connections, admission.victim_address,
+                       transport->peer_description());
+            // Its stream is used (and released) on its own strand only: close it there.
+            asio::post(admission.victim_strand, [weak = std::move(admission.victim)] {
+                if (auto stream = weak.lock()) stream->close();
+            });
+        }
+        asio::co_spawn(strand, run_connection(state, std::move(transport), admission.handle), asio::detached);
     }
 }
 

@@ -76,6 +76,7 @@ public:
     void close() override { inner_->close(); }
     asio::any_io_executor get_executor() override { return inner_->get_executor(); }
     std::string peer_description() const override { return inner_->peer_description(); }
+    std::string client_address() const override { return inner_->client_address(); }
 
 private:
     std::shared_ptr<Stream> inner_;

@@ -224,6 +224,7 @@ public:
     void close() override { transport_->close(); }
     asio::any_io_executor get_executor() override { return transport_->get_executor(); }
     std::string peer_description() const override { return transport_->peer_description(); }
+    std::string client_address() const override { return transport_->client_address(); }
     const SessionInfo& session() const override { return session_; }
 
     // Called by mbedTLS (through on_server_name) while parsing the ClientHello.

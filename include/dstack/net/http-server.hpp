@@ -28,7 +28,8 @@ struct ServerOptions {
     ServerOptions() = default;
 
     ParserLimits limits;
-    // Waiting for the first byte of a request (a new connection, or between keep-alive requests).
+    // Waiting for the first byte of a request (a new connection, or between keep-alive requests),
+    // counted from when the wait began: the empty lines tolerated before a request do not extend it.
     std::chrono::milliseconds idle_timeout{10'000};
     // From the first byte of a request until its header section is complete.
     std::chrono::milliseconds header_timeout{10'000};
@@ -45,12 +46,23 @@ struct ServerOptions {
     // client sees the response instead of a reset caused by unread data.
     std::chrono::milliseconds linger_timeout{1'000};
     std::size_t linger_bytes = 256 * 1024;
-    // Connections served at once by serve(); more are answered 503 (plain) or closed (TLS).
+    // Connections served at once by serve(). When all are taken, a new connection takes the place
+    // of the one that has waited longest for a request (an idle keep-alive connection, or one that
+    // has sent nothing yet, TLS handshake included), so idle clients cannot lock others out; when
+    // every connection is busy with a request, the new one is answered 503 (plain) or closed (TLS).
     std::size_t max_connections = 1024;
+    // Connections one client may hold at once in serve(), a client being what
+    // Stream::client_address() says: an IPv4 address, an IPv6 /64, the uid of a unix socket's
+    // peer (TLS connections count under their transport's). More are refused like connections
+    // over max_connections, but never make room by closing another client's. 0: no limit;
+    // connections whose client address is unknown are counted only against max_connections.
+    std::size_t max_connections_per_address = 64;
     // Request-body bytes held at once by all connections of one serve() call (one
     // serve_connection() call has its own budget): without it, max_connections x
-    // limits.max_body_bytes could pin gigabytes. A request whose body (its Content-Length, or
-    // its chunks so far) would go over is answered 503 and its connection closed.
+    // limits.max_body_bytes could pin gigabytes. Charged for the body bytes received so far, not
+    // for a declared Content-Length: a client that announces a large body and sends little holds
+    // little (limits.max_body_bytes still refuses a too large Content-Length with 413 before any
+    // body is read). A request whose body would go over is answered 503 and its connection closed.
     std::size_t max_total_body_bytes = 256 * 1024 * 1024;
     std::string server_name;  // "Server:" header value; empty: none
 };

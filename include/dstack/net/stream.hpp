@@ -32,6 +32,11 @@ public:
     virtual asio::any_io_executor get_executor() = 0;
     // "tcp:127.0.0.1:51234", "unix:/run/x.sock", "vsock:3:8000" — for logs, never for auth.
     virtual std::string peer_description() const = 0;
+    // Who is on the other end, as far as sharing a server fairly between clients goes: servers
+    // count connections per value (http::ServerOptions::max_connections_per_address). Empty when
+    // unknown (such connections are only counted against the server-wide limits). Never for
+    // authentication. "ip:192.0.2.1", "ip6:2001:db8:1:2::/64", "uid:1000"; see socket-stream.cpp.
+    virtual std::string client_address() const { return {}; }
 };
 
 using StreamPtr = std::unique_ptr<Stream>;

@@ -1,12 +1,20 @@
 // The HTTP server over a real unix socket and io_context: keep-alive, framing, errors, timeouts.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include <asio/ip/tcp.hpp>
+#include <fmt/format.h>
 
 #include "dstack/net/connect.hpp"
 #include "dstack/net/http-client.hpp"
 #include "dstack/net/http-server.hpp"
 #include "dstack/net/listener.hpp"
+#include "dstack/net/socket-stream.hpp"
 #include "net-test.hpp"
 
 using namespace dstack;
@@ -254,12 +262,14 @@ TEST_CASE("net http server: the connection limit refuses with 503") {
         auto executor = co_await asio::this_coro::executor;
         auto first = co_await connect_unix(executor, path, 2s);
         REQUIRE(first.ok());
+        // Busy with a request (an idle one would be closed to make room for the second).
+        std::error_code ec;
+        co_await (*first)->write_all(as_bytes(std::string("GET /hello HTTP/1.1\r\n")), ec);
         // Let the server accept the first one before the second arrives.
         asio::steady_timer timer(executor, 100ms);
         co_await timer.async_wait(asio::use_awaitable);
         auto second = co_await connect_unix(executor, path, 2s);
         REQUIRE(second.ok());
-        std::error_code ec;
         auto refused = co_await test::read_to_end(**second, ec);
         (*first)->close();
         co_return refused;
@@ -293,8 +303,8 @@ TEST_CASE("net http server: a server-wide budget bounds request bodies in flight
     auto small = server.exchange("POST /echo HTTP/1.1\r\nContent-Length: 50\r\n\r\n" + std::string(50, 'a'));
     CHECK(small.rfind("HTTP/1.1 200 ", 0) == 0);
 
-    // Refused on the declared length alone, before the body is sent.
-    auto declared = server.exchange("POST /echo HTTP/1.1\r\nContent-Length: 200\r\n\r\n", false);
+    // Refused once the bytes received go over (not on the declared length: see the next test).
+    auto declared = server.exchange("POST /echo HTTP/1.1\r\nContent-Length: 200\r\n\r\n" + std::string(150, 'a'), false);
     CHECK(declared.rfind("HTTP/1.1 503 ", 0) == 0);
     CHECK(declared.find("application/json") != std::string::npos);
     CHECK(declared.find("Connection: close") != std::string::npos);
@@ -319,4 +329,314 @@ TEST_CASE("net http server: reason phrase and Connection values are checked for 
     CHECK(head.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
     CHECK(head.find("evil") == std::string::npos);
     CHECK(head.find("X-Evil") == std::string::npos);
+}
+
+// ---- resource limits: budget charged as received, per-address limit, eviction, deadlines ----
+
+namespace {
+
+// A TCP server on 127.0.0.1; clients pick their source address anywhere in 127/8 (all loopback),
+// so one test can play several client addresses.
+struct TcpServerFixture {
+    asio::io_context io;
+    ListenerPtr listener;
+    std::uint16_t port = 0;
+
+    explicit TcpServerFixture(http::ServerOptions options) {
+        auto listening = listen_tcp(io.get_executor(), "127.0.0.1", 0);
+        REQUIRE(listening.ok());
+        listener = std::move(*listening);
+        port = listener->local_port();
+        asio::co_spawn(io, http::serve(*listener, test_handler, options), asio::detached);
+    }
+    ~TcpServerFixture() { listener->close(); }
+};
+
+asio::awaitable<StreamPtr> connect_from(std::string source, std::uint16_t port) {
+    asio::ip::tcp::socket socket(co_await asio::this_coro::executor);
+    socket.open(asio::ip::tcp::v4());
+    socket.bind(asio::ip::tcp::endpoint(asio::ip::make_address(source), 0));
+    co_await socket.async_connect(asio::ip::tcp::endpoint(asio::ip::address_v4::loopback(), port), asio::use_awaitable);
+    co_return make_tcp_stream(std::move(socket));
+}
+
+asio::awaitable<StreamPtr> connect_stream_tcp(std::string host, std::uint16_t port) {
+    auto stream = co_await connect_tcp(co_await asio::this_coro::executor, host, port, 2s);
+    REQUIRE(stream.ok());
+    co_return std::move(*stream);
+}
+
+asio::awaitable<StreamPtr> connect_stream_unix(std::filesystem::path path) {
+    auto stream = co_await connect_unix(co_await asio::this_coro::executor, path, 2s);
+    REQUIRE(stream.ok());
+    co_return std::move(*stream);
+}
+
+asio::awaitable<void> send(Stream& stream, std::string bytes) {
+    std::error_code ec;
+    co_await stream.write_all(as_bytes(bytes), ec);
+    REQUIRE_FALSE(ec);
+}
+
+asio::awaitable<void> pause(std::chrono::milliseconds delay) {
+    asio::steady_timer timer(co_await asio::this_coro::executor, delay);
+    co_await timer.async_wait(asio::use_awaitable);
+}
+
+// One request with "Connection: close" on a connection that may have waited; its response.
+asio::awaitable<std::string> request_and_close(Stream& stream, std::string target) {
+    std::error_code ec;
+    co_await stream.write_all(as_bytes("GET " + target + " HTTP/1.1\r\nConnection: close\r\n\r\n"), ec);
+    if (ec) co_return std::string();
+    co_return co_await test::read_to_end(stream, ec);
+}
+
+// Reads until the server ends the connection (or `limit` passes: then "timeout"); returns what
+// came and how long it took.
+asio::awaitable<std::pair<std::string, std::chrono::milliseconds>> wait_for_close(Stream& stream) {
+    auto started = std::chrono::steady_clock::now();
+    std::error_code ec;
+    auto out = co_await test::read_to_end(stream, ec);
+    co_return std::pair(out, std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started));
+}
+
+}  // namespace
+
+TEST_CASE("net http server: client_address of accepted connections: IPv4 address, IPv6 /64, unix peer uid") {
+    asio::io_context io;
+    // What the server side of a connection says about its client.
+    auto accepted_address = [&](ListenerPtr& listener, auto connect) {
+        return test::run(io, [](Listener& listener, decltype(connect) connect) -> asio::awaitable<std::string> {
+            auto client = co_await connect();
+            std::error_code ec;
+            auto accepted = co_await listener.accept(ec);
+            REQUIRE(accepted);
+            co_return accepted->client_address();
+        }(*listener, connect));
+    };
+    auto tcp = listen_tcp(io.get_executor(), "127.0.0.1", 0);
+    REQUIRE(tcp.ok());
+    std::uint16_t port = (*tcp)->local_port();
+    CHECK(accepted_address(*tcp, [port] { return connect_from("127.0.0.2", port); }) == "ip:127.0.0.2");
+
+    auto v6 = listen_tcp(io.get_executor(), "::1", 0);
+    if (v6.ok()) {
+        std::uint16_t v6_port = (*v6)->local_port();
+        auto address = accepted_address(*v6, [v6_port] { return connect_stream_tcp("::1", v6_port); });
+        CHECK(address == "ip6:::/64");  // ::1's /64 is ::/64
+    }
+
+    test::TempDir dir;
+    auto path = dir.path / "peer.sock";
+    auto unix_listener = listen_unix(io.get_executor(), path, 0600);
+    REQUIRE(unix_listener.ok());
+    auto uid = accepted_address(*unix_listener, [path] { return connect_stream_unix(path); });
+    CHECK(uid == fmt::format("uid:{}", ::getuid()));
+}
+
+TEST_CASE("net http server: the request-body budget is charged for bytes received, not declared") {
+    http::ServerOptions options;
+    options.max_total_body_bytes = 1000;
+    options.body_timeout = 5s;
+    ServerFixture server(options);
+    auto out = test::run(server.io, [](std::filesystem::path path) -> asio::awaitable<std::vector<std::string>> {
+        auto executor = co_await asio::this_coro::executor;
+        // Three clients announce 400 bytes each (1200 declared, over the budget) and send 10.
+        std::vector<StreamPtr> announcers;
+        for (int i = 0; i < 3; ++i) {
+            auto stream = co_await connect_unix(executor, path, 2s);
+            REQUIRE(stream.ok());
+            co_await send(**stream, "POST /echo HTTP/1.1\r\nContent-Length: 400\r\n\r\n" + std::string(10, 'x'));
+            announcers.push_back(std::move(*stream));
+        }
+        co_await pause(100ms);
+        // They hold 30 bytes: a 300-byte body from someone else fits.
+        auto other = co_await connect_unix(executor, path, 2s);
+        REQUIRE(other.ok());
+        co_await send(**other, "POST /echo HTTP/1.1\r\nConnection: close\r\nContent-Length: 300\r\n\r\n" +
+                                   std::string(300, 'y'));
+        std::error_code ec;
+        std::vector<std::string> results;
+        results.push_back(co_await test::read_to_end(**other, ec));
+        // And an announcer that does send its body is served, not refused.
+        co_await send(*announcers[0], std::string(390, 'x'));
+        co_await announcers[0]->shutdown_send(ec);
+        results.push_back(co_await test::read_to_end(*announcers[0], ec));
+        co_return results;
+    }(server.socket_path));
+    REQUIRE(out.size() == 2);
+    CHECK(out[0].rfind("HTTP/1.1 200 ", 0) == 0);
+    CHECK(out[0].find("\r\n\r\n" + std::string(300, 'y')) != std::string::npos);
+    CHECK(out[1].rfind("HTTP/1.1 200 ", 0) == 0);
+    CHECK(out[1].find("Content-Length: 400\r\n") != std::string::npos);
+}
+
+TEST_CASE("net http server: connections per client address are limited without affecting other addresses") {
+    http::ServerOptions options;
+    options.max_connections_per_address = 2;
+    options.idle_timeout = 5s;
+    options.header_timeout = 5s;
+    TcpServerFixture server(options);
+    auto out = test::run(server.io, [](std::uint16_t port) -> asio::awaitable<std::vector<std::string>> {
+        // 127.0.0.2 holds its two: one idle, one with half a request header.
+        auto idle = co_await connect_from("127.0.0.2", port);
+        auto partial = co_await connect_from("127.0.0.2", port);
+        co_await send(*partial, "GET /hello HTTP/1.1\r\n");
+        co_await pause(100ms);
+        std::vector<std::string> results;
+        std::error_code ec;
+        // Its third is refused.
+        auto third = co_await connect_from("127.0.0.2", port);
+        results.push_back(co_await test::read_to_end(*third, ec));
+        // Another address is served meanwhile.
+        auto other = co_await connect_from("127.0.0.1", port);
+        results.push_back(co_await request_and_close(*other, "/hello"));
+        // And the two held ones still work.
+        results.push_back(co_await request_and_close(*idle, "/hello"));
+        co_await send(*partial, "Connection: close\r\n\r\n");
+        results.push_back(co_await test::read_to_end(*partial, ec));
+        // Once they are gone, the address may connect again.
+        co_await pause(100ms);
+        auto again = co_await connect_from("127.0.0.2", port);
+        results.push_back(co_await request_and_close(*again, "/hello"));
+        co_return results;
+    }(server.port));
+    REQUIRE(out.size() == 5);
+    CHECK(out[0].rfind("HTTP/1.1 503 ", 0) == 0);
+    CHECK(out[0].find("too many connections from your address") != std::string::npos);
+    for (std::size_t i = 1; i < out.size(); ++i) {
+        CAPTURE(i);
+        CHECK(out[i].rfind("HTTP/1.1 200 ", 0) == 0);
+        CHECK(out[i].find("\r\n\r\nhello") != std::string::npos);
+    }
+}
+
+TEST_CASE("net http server: on a unix socket the per-address limit counts the peer's uid") {
+    http::ServerOptions options;
+    options.max_connections_per_address = 2;
+    ServerFixture server(options);
+    auto refused = test::run(server.io, [](std::filesystem::path path) -> asio::awaitable<std::string> {
+        auto executor = co_await asio::this_coro::executor;
+        auto first = co_await connect_unix(executor, path, 2s);
+        auto second = co_await connect_unix(executor, path, 2s);
+        REQUIRE((first.ok() && second.ok()));
+        co_await pause(100ms);
+        auto third = co_await connect_unix(executor, path, 2s);
+        REQUIRE(third.ok());
+        std::error_code ec;
+        co_return co_await test::read_to_end(**third, ec);
+    }(server.socket_path));
+    CHECK(refused.rfind("HTTP/1.1 503 ", 0) == 0);
+    CHECK(refused.find("too many connections from your address") != std::string::npos);
+}
+
+TEST_CASE("net http server: when full, the connection idle longest makes room for a new one") {
+    http::ServerOptions options;
+    options.max_connections = 2;
+    options.max_connections_per_address = 0;
+    options.idle_timeout = 5s;
+    TcpServerFixture server(options);
+    auto out = test::run(server.io, [](std::uint16_t port) -> asio::awaitable<std::vector<std::string>> {
+        std::vector<std::string> results;
+        std::error_code ec;
+        // A connects, then B; A has a request answered (keep-alive), so B has waited longest.
+        auto a = co_await connect_from("127.0.0.2", port);
+        co_await pause(50ms);
+        auto b = co_await connect_from("127.0.0.3", port);
+        co_await pause(50ms);
+        co_await send(*a, "GET /hello HTTP/1.1\r\n\r\n");
+        std::uint8_t buffer[4096];
+        std::size_t n = co_await a->read_some(buffer, ec);
+        results.emplace_back(reinterpret_cast<const char*>(buffer), n);
+        co_await pause(50ms);
+        // C arrives at a full server and is served; B is closed to make room, unanswered.
+        auto c = co_await connect_from("127.0.0.4", port);
+        results.push_back(co_await request_and_close(*c, "/hello"));
+        auto [b_rest, b_waited] = co_await wait_for_close(*b);
+        results.push_back(b_rest);
+        CHECK(b_waited < 2s);  // closed by the eviction, not by the 5 s idle timeout
+        // A was kept: it still works.
+        results.push_back(co_await request_and_close(*a, "/hello"));
+        co_return results;
+    }(server.port));
+    REQUIRE(out.size() == 4);
+    CHECK(out[0].rfind("HTTP/1.1 200 ", 0) == 0);
+    CHECK(out[1].rfind("HTTP/1.1 200 ", 0) == 0);
+    CHECK(out[2].empty());
+    CHECK(out[3].rfind("HTTP/1.1 200 ", 0) == 0);
+}
+
+TEST_CASE("net http server: when full and no connection is idle, a new one is refused") {
+    http::ServerOptions options;
+    options.max_connections = 2;
+    options.max_connections_per_address = 0;
+    options.header_timeout = 5s;
+    TcpServerFixture server(options);
+    auto out = test::run(server.io, [](std::uint16_t port) -> asio::awaitable<std::vector<std::string>> {
+        std::vector<std::string> results;
+        std::error_code ec;
+        // Both busy: one in the middle of its header, one in the middle of its body.
+        auto header = co_await connect_from("127.0.0.2", port);
+        co_await send(*header, "GET /hello HTTP/1.1\r\n");
+        auto body = co_await connect_from("127.0.0.3", port);
+        co_await send(*body, "POST /echo HTTP/1.1\r\nContent-Length: 4\r\n\r\nab");
+        co_await pause(100ms);
+        auto refused = co_await connect_from("127.0.0.4", port);
+        results.push_back(co_await test::read_to_end(*refused, ec));
+        // Neither busy connection was disturbed.
+        co_await send(*header, "Connection: close\r\n\r\n");
+        results.push_back(co_await test::read_to_end(*header, ec));
+        co_await send(*body, "cd");
+        co_await body->shutdown_send(ec);
+        results.push_back(co_await test::read_to_end(*body, ec));
+        co_return results;
+    }(server.port));
+    REQUIRE(out.size() == 3);
+    CHECK(out[0].rfind("HTTP/1.1 503 ", 0) == 0);
+    CHECK(out[0].find("too many connections") != std::string::npos);
+    CHECK(out[1].rfind("HTTP/1.1 200 ", 0) == 0);
+    CHECK(out[2].rfind("HTTP/1.1 200 ", 0) == 0);
+    CHECK(out[2].find("\r\n\r\nabcd") != std::string::npos);
+}
+
+TEST_CASE("net http server: read deadlines: idle keep-alive, a stalled header, empty lines") {
+    http::ServerOptions options;
+    options.idle_timeout = 1s;
+    options.header_timeout = 600ms;
+    ServerFixture server(options);
+    auto out = test::run(server.io, [](std::filesystem::path path) -> asio::awaitable<std::vector<std::pair<std::string, std::chrono::milliseconds>>> {
+        auto executor = co_await asio::this_coro::executor;
+        std::vector<std::pair<std::string, std::chrono::milliseconds>> results;
+        std::error_code ec;
+        // A keep-alive connection after its response: closed once idle_timeout has passed.
+        auto keep = co_await connect_unix(executor, path, 2s);
+        REQUIRE(keep.ok());
+        co_await send(**keep, "GET /hello HTTP/1.1\r\n\r\n");
+        results.push_back(co_await wait_for_close(**keep));
+        // Half a header, then nothing: closed once header_timeout has passed, unanswered.
+        auto stalled = co_await connect_unix(executor, path, 2s);
+        REQUIRE(stalled.ok());
+        co_await send(**stalled, "GET /hello HTTP/1.1\r\nHost: x");
+        results.push_back(co_await wait_for_close(**stalled));
+        // Empty lines (tolerated before a request) every 400 ms do not extend the idle deadline.
+        auto blank = co_await connect_unix(executor, path, 2s);
+        REQUIRE(blank.ok());
+        auto started = std::chrono::steady_clock::now();
+        for (int i = 0; i < 4 && !ec; ++i) {
+            co_await pause(400ms);
+            co_await (*blank)->write_all(as_bytes(std::string("\r\n")), ec);
+        }
+        auto [rest, waited] = co_await wait_for_close(**blank);
+        results.emplace_back(rest, std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started));
+        co_return results;
+    }(server.socket_path), 20s);
+    REQUIRE(out.size() == 3);
+    CHECK(out[0].first.rfind("HTTP/1.1 200 ", 0) == 0);
+    CHECK(out[0].second >= 800ms);
+    CHECK(out[0].second < 2500ms);
+    CHECK(out[1].first.empty());
+    CHECK(out[1].second >= 400ms);
+    CHECK(out[1].second < 2000ms);
+    CHECK(out[2].first.empty());
+    CHECK(out[2].second < 1800ms);  // with the deadline re-armed by each line: about 2.6 s
 }
