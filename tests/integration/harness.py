@@ -424,6 +424,9 @@ class Harness:
             self.skip(name, str(e))
         except Failure as e:
             self.check(name, False, str(e))
+        except (KeyboardInterrupt, SystemExit) as e:  # stopped by a timeout: this case did not pass
+            self.check(name, False, f"interrupted: {e!r}")
+            raise
         except Exception as e:  # a broken case is a failed case, and the others still run
             self.check(name, False, f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
         else:
