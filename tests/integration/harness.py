@@ -1,6 +1,7 @@
 """What every integration script in tests/integration shares (Python 3 standard library only).
 
-A script is a function of one Harness, handed to harness.main:
+A script is a function of one Harness, handed to harness.main (scripts sit next to this file, so
+python3 finds it for `import harness`):
 
     import harness
 
@@ -21,6 +22,8 @@ Run it as `python3 tests/integration/test_x.py BUILD_DIR` (scripts/test passes t
 directory; the path of BUILD_DIR/dstack is accepted too). Output, one line per check:
 
     PASS name            FAIL name: why (more lines indented)            SKIP name: why
+
+(a case's PASS line ends with its duration, "(1.2 s)"),
 
 then `test_x.py: N passed, N failed, N skipped`, which scripts/test counts. The exit status is 1
 when anything failed or nothing was checked, else 0.
@@ -52,13 +55,14 @@ Processes:
         stdout lines match `ready` (group 1 is the address) or fails after `timeout` seconds, and
         always stops it at the end: SIGTERM, SIGKILL after stop_timeout seconds. With check_exit
         the stop is a check of its own ("<name> stops on SIGTERM with exit 0"). The server also
-        dies with this script (PR_SET_PDEATHSIG). Server.addresses (list of Address), .address (the first),
-        .url (http://host:port of the first tcp address), .alive(), .returncode, .log_tail(),
-        .stdout_lines.
+        dies with this script (PR_SET_PDEATHSIG). On any failure while it ran, its log's tail is
+        printed. Server.addresses (list of Address), .address (the first), .url (http://host:port
+        of the first tcp address), .alive(), .returncode, .log_tail(), .stdout_lines.
   h.curl(url, data_file=None, method=None, headers=(), unix_socket=None, timeout=60) -> (status, body)
         the real curl; status 0 when curl itself failed (body then holds its error).
 HTTP and sockets (module functions):
-  parse_address("tcp:127.0.0.1:8080" | "tcp:[::1]:80" | "unix:/path") -> Address(kind, host, port, path)
+  parse_address("tcp:127.0.0.1:8080" | "tcp:[::1]:80" | "unix:/path") -> Address
+        Address.kind ("tcp", "tls", "unix"), .host, .port, .path, .url
   connect(address, timeout=5) -> socket         address: Address, "tcp:..."/"unix:..." or (host, port)
   http_request(address, method="GET", path="/", body=None, headers=None, timeout=10) -> Response
         HTTP/1.1 through http.client over TCP or a unix socket. Response.status, .reason,
@@ -177,7 +181,8 @@ class Server:
     """A process started on port 0 (or a unix path) whose ready lines name where it listens."""
 
     def __init__(self, harness, cmd, ready, count, timeout, name, check_exit, stop_timeout):
-        self.harness, self.cmd, self.ready, self.count, self.timeout = harness, list(map(str, cmd)), ready, count, timeout
+        self.harness, self.cmd = harness, list(map(str, cmd))
+        self.ready, self.count, self.timeout = ready, count, timeout
         self.stop_timeout = stop_timeout
         self.name = name or self._default_name(self.cmd)
         self.check_exit = check_exit
@@ -476,7 +481,8 @@ class Harness:
                                   stdin=None if stdin is not None else subprocess.DEVNULL, timeout=timeout, env=env)
             out, err, rc, timed_out = proc.stdout, proc.stderr, proc.returncode, False
         except subprocess.TimeoutExpired as e:  # subprocess.run has killed it
-            out, err, rc, timed_out = e.stdout or b"", (e.stderr or b"") + f"\n*** killed after {timeout} s ***".encode(), None, True
+            out, rc, timed_out = e.stdout or b"", None, True
+            err = (e.stderr or b"") + f"\n*** killed after {timeout} s ***".encode()
         if text:
             out, err = out.decode(errors="replace"), err.decode(errors="replace")
         return Completed(cmd, rc, out, err, timed_out)

@@ -12,13 +12,11 @@ in the background; that client must see no failure. Python 3 standard library on
 import json
 import os
 import socket
-import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness  # noqa: E402
-from harness import Address, expect, http_body, http_status, read_until_close  # noqa: E402
+import harness  # next to this file
+from harness import Address, expect, http_body, http_status, read_until_close
 
 HEADER_TIMEOUT_MS = 2000
 BODY_TIMEOUT_MS = 2000
