@@ -1,43 +1,37 @@
 #!/usr/bin/env python3
 """Integration test of `dstack verify`: the real binary on the real vectors and on the simulator.
 
-usage: python3 tests/integration/test_verify.py DSTACK_BINARY
+usage: python3 tests/integration/test_verify.py BUILD_DIR
 
-Reads the vectors from $DSTACK_VECTORS (default ../shared/vectors next to the project). Checks
-verdicts, exit codes (0 valid, 1 invalid, 2 usage / unreadable input), the text and JSON outputs,
-every input form, the strict policy and its relaxations, expectations, and the simulated TEE from
-the command line. Python 3 standard library only.
+Checks verdicts, exit codes (0 valid, 1 invalid, 2 usage / unreadable input), the text and JSON
+outputs, every input form, the strict policy and its relaxations, expectations, the simulated TEE
+from the command line, and collateral from a PCCS (a local fixture serving the vectors' collateral).
+Vectors from $DSTACK_VECTORS (harness.py). Python 3 standard library plus the openssl CLI.
 """
 
 import hashlib
 import http.server
 import json
 import os
-import subprocess
-import sys
-import tempfile
 import threading
 import urllib.parse
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-VECTORS = os.environ.get("DSTACK_VECTORS") or os.path.join(HERE, "..", "..", "..", "shared", "vectors")
+import harness  # next to this file
 
 TDX_NOW = "1752919234"
 SGX_NOW = "1752919277"
 OUTDATED_NOW = "1774003274"
-TDX_MRTD = None  # read from the JSON output of the first case
 
-results = {"passed": 0, "failed": 0, "skipped": 0}
+h = None  # the Harness, set by main()
 
 
 def vec(name):
-    return os.path.join(VECTORS, name)
+    return h.vector(name)
 
 
 def run(args, stdin=None):
-    proc = subprocess.run([DSTACK, "verify"] + args, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          timeout=60)
-    return proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+    r = h.run([h.dstack, "verify"] + args, stdin=stdin, timeout=60)
+    return r.rc, r.out, r.err
 
 
 def run_json(args):
@@ -48,13 +42,10 @@ def run_json(args):
         return rc, None, out + err
 
 
-def case(name, condition, detail=""):
-    if condition:
-        results["passed"] += 1
-        print(f"ok   {name}")
-    else:
-        results["failed"] += 1
-        print(f"FAIL {name} {detail}")
+def openssl(args):
+    r = h.run(["openssl"] + args, text=False)
+    h.expect(r.rc == 0, f"openssl failed: {r}")
+    return r.out
 
 
 def check_state(verdict, name):
@@ -67,172 +58,176 @@ def check_state(verdict, name):
 def real_vector_cases():
     tdx = ["--collateral", vec("dcap-qvl/tdx_quote_collateral.json"), "--now", TDX_NOW, vec("dcap-qvl/tdx_quote")]
     rc, out, err = run(tdx)
-    case("real TDX quote: VALID, exit 0", rc == 0 and out.startswith("VALID\n"), out + err)
-    case("real TDX quote: TCB status UpToDate, no advisories, strict policy",
-         "TCB status:   UpToDate" in out and "advisories:   none" in out and "policy:       strict" in out, out)
-    case("real TDX quote: checks printed as passed", "passed       quote signature" in out, out)
-    case("real TDX quote: the stripped event log case says not checked, with the reason",
-         "not checked  event log replays RTMR0-2: the input carries no event log" in out, out)
+    file_verdict = out
+    h.check("real TDX quote: VALID, exit 0", rc == 0 and out.startswith("VALID\n"), out + err)
+    h.check("real TDX quote: TCB status UpToDate, no advisories, strict policy",
+            "TCB status:   UpToDate" in out and "advisories:   none" in out and "policy:       strict" in out, out)
+    h.check("real TDX quote: checks printed as passed", "passed       quote signature" in out, out)
+    h.check("real TDX quote: the stripped event log case says not checked, with the reason",
+            "not checked  event log replays RTMR0-2: the input carries no event log" in out, out)
 
     rc, verdict, err = run_json(tdx)
-    case("--json: one object with the verdict and dcap-qvl's report",
-         rc == 0 and verdict and verdict["verdict"] == "VALID" and verdict["dcap"]["verified"]
-         and verdict["dcap"]["status"] == "UpToDate" and verdict["dcap"]["report"]["status"] == "UpToDate"
-         and verdict["simulated"] is False, err)
+    h.check("--json: one object with the verdict and dcap-qvl's report",
+            rc == 0 and verdict and verdict["verdict"] == "VALID" and verdict["dcap"]["verified"]
+            and verdict["dcap"]["status"] == "UpToDate" and verdict["dcap"]["report"]["status"] == "UpToDate"
+            and verdict["simulated"] is False, err)
     mrtd = verdict["quote"]["mr_td"] if verdict else ""
-    case("--json: quote values", mrtd.startswith("91eb2b44") and verdict["quote"]["version"] == 4, mrtd)
+    h.check("--json: quote values", mrtd.startswith("91eb2b44") and verdict["quote"]["version"] == 4, mrtd)
 
     rc, out, err = run(tdx[:-1] + ["--mrtd", mrtd, tdx[-1]])
-    case("--mrtd matching: VALID", rc == 0 and f"passed       expected MRTD: {mrtd}" in out, out + err)
+    h.check("--mrtd matching: VALID", rc == 0 and f"passed       expected MRTD: {mrtd}" in out, out + err)
     rc, out, err = run(tdx[:-1] + ["--mrtd", "00" * 48, tdx[-1]])
-    case("--mrtd different: INVALID, exit 1", rc == 1 and out.startswith("INVALID") and "expected MRTD" in out, out)
+    h.check("--mrtd different: INVALID, exit 1", rc == 1 and out.startswith("INVALID") and "expected MRTD" in out, out)
     rc, out, err = run(tdx[:-1] + ["--report-data", "11" * 8, tdx[-1]])
-    case("--report-data different: INVALID", rc == 1 and "expected report data" in out, out)
+    h.check("--report-data different: INVALID", rc == 1 and "expected report data" in out, out)
 
     rc, out, err = run(["--collateral", vec("dcap-qvl/tdx_quote_collateral.json"), vec("dcap-qvl/tdx_quote")])
-    case("real TDX quote at the real time: INVALID (collateral expired)", rc == 1 and out.startswith("INVALID"), out + err)
+    h.check("real TDX quote at the real time: INVALID (collateral expired)", rc == 1 and out.startswith("INVALID"), out + err)
     rc, out, err = run(["--collateral", vec("dcap-qvl/tdx_quote_collateral.json"), "--now", "2025-07-19T09:00:00Z",
                         vec("dcap-qvl/tdx_quote")])
-    case("--now as RFC 3339", rc == 0, out + err)
+    h.check("--now as RFC 3339", rc == 0 and out.startswith("VALID\n") and "verified at:  2025-07-19T09:00:00Z" in out,
+            out + err)
 
     with open(vec("dcap-qvl/tdx_quote"), "rb") as f:
         quote = f.read()
     rc, out, err = run(["--collateral", vec("dcap-qvl/tdx_quote_collateral.json"), "--now", TDX_NOW, "-"], stdin=quote)
-    case("quote on standard input", rc == 0, out + err)
+    h.check("quote on standard input: the same verdict as from the file", rc == 0 and out == file_verdict, out + err)
     rc, out, err = run(["--collateral", vec("dcap-qvl/tdx_quote_collateral.json"), "--now", TDX_NOW, "-"],
                        stdin=("0x" + quote.hex() + "\n").encode())
-    case("hex quote on standard input", rc == 0, out + err)
+    h.check("hex quote on standard input: the same verdict, read as hex",
+            rc == 0 and out == file_verdict.replace("input:        raw quote\n", "input:        raw quote (hex)\n"),
+            out + err)
 
     sgx = ["--collateral", vec("dcap-qvl/sgx_quote_collateral.json"), "--now", SGX_NOW]
     rc, out, err = run(sgx + [vec("dcap-qvl/sgx_quote")])
-    case("real SGX quote: INVALID under the strict policy",
-         rc == 1 and "ConfigurationAndSWHardeningNeeded" in out and "failed       TCB policy" in out, out + err)
-    case("the policy failure says which flags would accept it",
-         "to accept:    --allow-status ConfigurationAndSWHardeningNeeded --allow-advisory INTEL-SA-00289 "
-         "--allow-advisory INTEL-SA-00615" in out, out)
+    h.check("real SGX quote: INVALID under the strict policy",
+            rc == 1 and "ConfigurationAndSWHardeningNeeded" in out and "failed       TCB policy" in out, out + err)
+    h.check("the policy failure says which flags would accept it",
+            "to accept:    --allow-status ConfigurationAndSWHardeningNeeded --allow-advisory INTEL-SA-00289 "
+            "--allow-advisory INTEL-SA-00615" in out, out)
     relaxed = sgx + ["--allow-status", "ConfigurationAndSWHardeningNeeded", "--allow-advisory", "INTEL-SA-00289",
                      "--allow-advisory", "INTEL-SA-00615", vec("dcap-qvl/sgx_quote")]
     rc, out, err = run(relaxed)
-    case("real SGX quote: VALID with explicit relaxations, which are printed",
-         rc == 0 and "RELAXED" in out and "advisory INTEL-SA-00615 accepted" in out
-         and "INTEL-SA-00289, INTEL-SA-00615" in out, out + err)
+    h.check("real SGX quote: VALID with explicit relaxations, which are printed",
+            rc == 0 and "RELAXED" in out and "advisory INTEL-SA-00615 accepted" in out
+            and "INTEL-SA-00289, INTEL-SA-00615" in out, out + err)
     rc, out, err = run(sgx + ["--allow-status", "ConfigurationAndSWHardeningNeeded", vec("dcap-qvl/sgx_quote")])
-    case("real SGX quote: a status relaxation alone does not accept advisories",
-         rc == 1 and "advisory INTEL-SA-00289 is not accepted" in out, out)
+    h.check("real SGX quote: a status relaxation alone does not accept advisories",
+            rc == 1 and "advisory INTEL-SA-00289 is not accepted" in out, out)
     rc, out, err = run(sgx + ["--allow-status", "Revoked", vec("dcap-qvl/sgx_quote")])
-    case("--allow-status Revoked is refused (exit 2)", rc == 2 and "Revoked" in err, err)
+    h.check("--allow-status Revoked is refused (exit 2)", rc == 2 and "Revoked" in err, err)
 
     rc, out, err = run(["--collateral", vec("dcap-qvl/tdx_quote_outdated_collateral.json"), "--now", OUTDATED_NOW,
                         vec("dcap-qvl/tdx_quote_outdated")])
-    case("real TDX v5 quote: INVALID, no matching TCB level",
-         rc == 1 and "No matching TCB level found" in out and "TDX v5 (TD 1.5)" in out, out + err)
+    h.check("real TDX v5 quote: INVALID, no matching TCB level",
+            rc == 1 and "No matching TCB level found" in out and "TDX v5 (TD 1.5)" in out, out + err)
 
     # dstack evidence (no collateral of their own: DCAP fails, event logs and identity still checked)
     tdx_collateral = ["--collateral", vec("dcap-qvl/tdx_quote_collateral.json"), "--now", TDX_NOW]
     rc, verdict, err = run_json(tdx_collateral + ["--compose", vec("dstack/simulator/app-compose.json"),
                                                   vec("dstack/attestation.bin")])
     ok = verdict is not None
-    case("V0 attestation: read, INVALID without its collateral (exit 1)",
-         ok and rc == 1 and verdict["input"].startswith("V0") and verdict["verdict"] == "INVALID", err)
-    case("V0 attestation: RTMR0-2 and RTMR3 replay from its event log",
-         ok and check_state(verdict, "event log replays RTMR0-2") == "passed"
-         and check_state(verdict, "runtime events replay RTMR3") == "passed", verdict and verdict["checks"])
-    case("V0 attestation: identity values",
-         ok and verdict["app_info"] and verdict["app_info"]["mr_system"].startswith("51ea38f8")
-         and verdict["app_info"]["mr_aggregated"].startswith("85334a62"), verdict and verdict["app_info"])
-    case("--compose: another app's compose file is a failed check naming both hashes",
-         ok and check_state(verdict, "expected compose hash") == "failed"
-         and any("expected 65b4e574" in c["detail"] for c in verdict["checks"]), verdict and verdict["checks"])
-    case("V0 attestation: its report data matches the quote",
-         ok and check_state(verdict, "report data matches the attestation") == "passed")
+    h.check("V0 attestation: read, INVALID without its collateral (exit 1)",
+            ok and rc == 1 and verdict["input"].startswith("V0") and verdict["verdict"] == "INVALID", err)
+    h.check("V0 attestation: RTMR0-2 and RTMR3 replay from its event log",
+            ok and check_state(verdict, "event log replays RTMR0-2") == "passed"
+            and check_state(verdict, "runtime events replay RTMR3") == "passed", verdict and verdict["checks"])
+    h.check("V0 attestation: identity values",
+            ok and verdict["app_info"] and verdict["app_info"]["mr_system"].startswith("51ea38f8")
+            and verdict["app_info"]["mr_aggregated"].startswith("85334a62"), verdict and verdict["app_info"])
+    h.check("--compose: another app's compose file is a failed check naming both hashes",
+            ok and check_state(verdict, "expected compose hash") == "failed"
+            and any("expected 65b4e574" in c["detail"] for c in verdict["checks"]), verdict and verdict["checks"])
+    h.check("V0 attestation: its report data matches the quote",
+            ok and check_state(verdict, "report data matches the attestation") == "passed")
 
     rc, verdict, err = run_json(tdx_collateral + [vec("dstack/verifier/tdx-lite-attestation.json")])
     ok = verdict is not None
-    case("{\"attestation\": hex}: stripped log: RTMR3 replays, RTMR0-2 not checked",
-         ok and check_state(verdict, "runtime events replay RTMR3") == "passed"
-         and check_state(verdict, "event log replays RTMR0-2") == "not checked", err)
+    h.check("{\"attestation\": hex}: stripped log: RTMR3 replays, RTMR0-2 not checked",
+            ok and check_state(verdict, "runtime events replay RTMR3") == "passed"
+            and check_state(verdict, "event log replays RTMR0-2") == "not checked", err)
     rc, verdict, err = run_json(tdx_collateral + [vec("dstack/verifier/tdx-lite-getquote.json")])
     ok = verdict is not None
-    case("GetQuote response: full event log replays RTMR0-3",
-         ok and check_state(verdict, "event log replays RTMR0-2") == "passed"
-         and check_state(verdict, "runtime events replay RTMR3") == "passed", err)
+    h.check("GetQuote response: full event log replays RTMR0-3",
+            ok and check_state(verdict, "event log replays RTMR0-2") == "passed"
+            and check_state(verdict, "runtime events replay RTMR3") == "passed", err)
     rc, verdict, err = run_json(tdx_collateral + ["--event-log", vec("dstack/ccel.bin"), vec("dcap-qvl/quote-from-tappd.hex")])
     rtmr_detail = [c["detail"] for c in (verdict or {}).get("checks", []) if c["name"] == "event log replays RTMR0-2"]
-    case("--event-log with a CCEL file: RTMR0 replays to the quote's, the partial log's RTMR1 does not",
-         rc == 1 and rtmr_detail and rtmr_detail[0].startswith("RTMR1 mismatch"), rtmr_detail or err)
+    h.check("--event-log with a CCEL file: RTMR0 replays to the quote's, the partial log's RTMR1 does not",
+            rc == 1 and rtmr_detail and rtmr_detail[0].startswith("RTMR1 mismatch"), rtmr_detail or err)
     rc, out, err = run(tdx_collateral + ["--event-log", vec("dstack/ccel.bin"), vec("dstack/attestation.bin")])
-    case("--event-log with evidence that has its own log: exit 2", rc == 2 and "already carries" in err, err)
+    h.check("--event-log with evidence that has its own log: exit 2", rc == 2 and "already carries" in err, err)
     rc, out, err = run(tdx_collateral + [vec("dcap-qvl/quote-from-tappd.hex")])
-    case("hex quote file: parsed (TDX v4), INVALID against another platform's collateral",
-         rc == 1 and "quote:        TDX v4" in out, out + err)
+    h.check("hex quote file: parsed (TDX v4), INVALID against another platform's collateral",
+            rc == 1 and "quote:        TDX v4" in out, out + err)
 
 
 def usage_cases(tmp):
     rc, out, err = run(["--collateral", vec("dcap-qvl/tdx_quote_collateral.json"), os.path.join(tmp, "missing")])
-    case("missing input file: exit 2 with the path", rc == 2 and "missing" in err, err)
+    h.check("missing input file: exit 2 with the path", rc == 2 and "missing" in err, err)
     rc, out, err = run(["--no-such-flag", "x"])
-    case("unknown flag: exit 2", rc == 2 and "no-such-flag" in err, err)
+    h.check("unknown flag: exit 2", rc == 2 and "no-such-flag" in err, err)
     rc, out, err = run(["--now", "yesterday", "--collateral", vec("dcap-qvl/tdx_quote_collateral.json"),
                         vec("dcap-qvl/tdx_quote")])
-    case("bad --now: exit 2", rc == 2 and "--now" in err, err)
+    h.check("bad --now: exit 2", rc == 2 and "--now" in err, err)
     rc, out, err = run(["--collateral", os.path.join(tmp, "missing.json"), vec("dcap-qvl/tdx_quote")])
-    case("missing collateral file: exit 2", rc == 2, err)
+    h.check("missing collateral file: exit 2", rc == 2, err)
     garbage = os.path.join(tmp, "garbage.bin")
     with open(garbage, "wb") as f:
         f.write(b"\xff" * 100)
     rc, out, err = run(["--collateral", vec("dcap-qvl/tdx_quote_collateral.json"), "--now", TDX_NOW, garbage])
-    case("garbage quote with collateral: INVALID (exit 1), reason says why",
-         rc == 1 and "Failed to decode quote" in out, out + err)
+    h.check("garbage quote with collateral: INVALID (exit 1), reason says why",
+            rc == 1 and "Failed to decode quote" in out, out + err)
     big = os.path.join(tmp, "big.bin")
     with open(big, "wb") as f:
         f.write(b"\x04" * (11 * 1024 * 1024))
     rc, out, err = run(["--collateral", vec("dcap-qvl/tdx_quote_collateral.json"), big])
-    case("input over 10 MiB refused (exit 2)", rc == 2, err)
+    h.check("input over 10 MiB refused (exit 2)", rc == 2, err)
     rc, out, err = run(["--help"])
-    case("--help documents the exit codes", rc == 0 and "Exit status: 0 valid; 1 invalid" in out)
+    h.check("--help documents the exit codes", rc == 0 and "Exit status: 0 valid; 1 invalid" in out)
 
 
 def sim_cases(tmp):
     pki = os.path.join(tmp, "pki")
     rc, out, err = run(["sim", "init", pki])
-    case("sim init", rc == 0 and os.path.exists(os.path.join(pki, "root.pem")), out + err)
+    h.check("sim init", rc == 0 and os.path.exists(os.path.join(pki, "root.pem")), out + err)
     key_modes = [oct(os.stat(os.path.join(pki, name)).st_mode & 0o777) for name in os.listdir(pki) if name.endswith(".key")]
-    case("sim init: private keys are 0600", key_modes and all(mode == "0o600" for mode in key_modes), key_modes)
+    h.check("sim init: private keys are 0600", key_modes and all(mode == "0o600" for mode in key_modes), key_modes)
     root = os.path.join(pki, "root.pem")
 
     def make(args, name):
         path = os.path.join(tmp, name)
         rc, out, err = run(args[:2] + [pki, "-o", path] + args[2:])
         if rc != 0:
-            case(f"sim {' '.join(args)}", False, out + err)
+            h.check(f"sim {' '.join(args)}", False, out + err)
         return path
 
     collateral = make(["sim", "collateral"], "sim-collateral.json")
     quote = make(["sim", "quote", "--report-data", "abcd"], "sim-quote.bin")
     rc, out, err = run(["--collateral", collateral, "--trust-root", root, "--report-data", "abcd", quote])
-    case("sim TDX v4 quote: VALID SIMULATED", rc == 0 and out.startswith("VALID SIMULATED"), out + err)
+    h.check("sim TDX v4 quote: VALID SIMULATED", rc == 0 and out.startswith("VALID SIMULATED"), out + err)
     rc, verdict, err = run_json(["--collateral", collateral, "--trust-root", root, quote])
-    case("sim quote --json: simulated true", rc == 0 and verdict and verdict["simulated"] is True, err)
+    h.check("sim quote --json: simulated true", rc == 0 and verdict and verdict["simulated"] is True, err)
     rc, out, err = run(["--collateral", collateral, quote])
-    case("sim quote without --trust-root: INVALID (Intel's root does not sign it)",
-         rc == 1 and out.startswith("INVALID"), out + err)
+    h.check("sim quote without --trust-root: INVALID (Intel's root does not sign it)",
+            rc == 1 and out.startswith("INVALID"), out + err)
 
     for version, extra, name in [("5", [], "v5 TD 1.0"), ("5", ["--td15"], "v5 TD 1.5")]:
         q = make(["sim", "quote", "--version", version] + extra, f"sim-{version}{''.join(extra)}.bin")
         rc, out, err = run(["--collateral", collateral, "--trust-root", root, q])
-        case(f"sim TDX {name} quote: VALID SIMULATED", rc == 0 and out.startswith("VALID SIMULATED"), out + err)
+        h.check(f"sim TDX {name} quote: VALID SIMULATED", rc == 0 and out.startswith("VALID SIMULATED"), out + err)
 
     sgx_collateral = make(["sim", "collateral", "--sgx"], "sim-sgx-collateral.json")
     sgx_quote = make(["sim", "quote", "--version", "3"], "sim-sgx.bin")
     rc, out, err = run(["--collateral", sgx_collateral, "--trust-root", root, sgx_quote])
-    case("sim SGX v3 quote: VALID SIMULATED", rc == 0 and out.startswith("VALID SIMULATED"), out + err)
+    h.check("sim SGX v3 quote: VALID SIMULATED", rc == 0 and out.startswith("VALID SIMULATED"), out + err)
 
     outdated = make(["sim", "collateral", "--status", "OutOfDate"], "sim-outdated.json")
     rc, out, err = run(["--collateral", outdated, "--trust-root", root, quote])
-    case("OutOfDate: INVALID under the strict policy", rc == 1 and "TCB status OutOfDate is not accepted" in out, out)
+    h.check("OutOfDate: INVALID under the strict policy", rc == 1 and "TCB status OutOfDate is not accepted" in out, out)
     rc, out, err = run(["--collateral", outdated, "--trust-root", root, "--allow-status", "OutOfDate", quote])
-    case("OutOfDate: VALID with --allow-status OutOfDate, printed as RELAXED",
-         rc == 0 and "RELAXED: TCB status OutOfDate accepted" in out, out)
+    h.check("OutOfDate: VALID with --allow-status OutOfDate, printed as RELAXED",
+            rc == 0 and "RELAXED: TCB status OutOfDate accepted" in out, out)
 
     # A dstack-shaped CVM: runtime events extended into RTMR3, delivered as a GetQuote response.
     def v1_digest(name, payload):
@@ -263,24 +258,24 @@ def sim_cases(tmp):
     good = getquote(events, "getquote.json")
     rc, verdict, err = run_json(["--collateral", collateral, "--trust-root", root, "--compose",
                                  vec("dstack/simulator/app-compose.json"), "--app-id", app_id.hex(), good])
-    case("sim CVM (GetQuote JSON): VALID with the expected compose hash and app id",
-         rc == 0 and verdict and verdict["verdict"] == "VALID"
-         and check_state(verdict, "expected compose hash") == "passed"
-         and check_state(verdict, "expected app id") == "passed"
-         and check_state(verdict, "runtime events replay RTMR3") == "passed", err or verdict)
-    case("sim CVM: identity values from the events",
-         verdict and verdict["app_info"]["compose_hash"].startswith("65b4e574")
-         and verdict["app_info"]["os_image_hash"] == "22" * 32
-         and verdict["app_info"]["instance_id"] == "11" * 20, verdict and verdict["app_info"])
+    h.check("sim CVM (GetQuote JSON): VALID with the expected compose hash and app id",
+            rc == 0 and verdict and verdict["verdict"] == "VALID"
+            and check_state(verdict, "expected compose hash") == "passed"
+            and check_state(verdict, "expected app id") == "passed"
+            and check_state(verdict, "runtime events replay RTMR3") == "passed", err or verdict)
+    h.check("sim CVM: identity values from the events",
+            verdict and verdict["app_info"]["compose_hash"].startswith("65b4e574")
+            and verdict["app_info"]["os_image_hash"] == "22" * 32
+            and verdict["app_info"]["instance_id"] == "11" * 20, verdict and verdict["app_info"])
     rc, out, err = run(["--collateral", collateral, "--trust-root", root, good])
-    case("sim CVM: text verdict shows the identity", rc == 0 and "compose hash      65b4e574" in out, out + err)
+    h.check("sim CVM: text verdict shows the identity", rc == 0 and "compose hash      65b4e574" in out, out + err)
     tampered = getquote(events[:2] + [("compose-hash", b"\x00" * 32)] + events[3:], "getquote-tampered.json")
     rc, out, err = run(["--collateral", collateral, "--trust-root", root, tampered])
-    case("sim CVM: a changed event payload breaks the RTMR3 replay: INVALID",
-         rc == 1 and "failed       runtime events replay RTMR3: RTMR3 mismatch" in out, out + err)
+    h.check("sim CVM: a changed event payload breaks the RTMR3 replay: INVALID",
+            rc == 1 and "failed       runtime events replay RTMR3: RTMR3 mismatch" in out, out + err)
     rc, out, err = run(["--collateral", collateral, "--trust-root", root, "--compose", vec("dcap-qvl/tdx_quote_collateral.json"),
                         good])
-    case("sim CVM: another compose file: INVALID", rc == 1 and "failed       expected compose hash" in out, out + err)
+    h.check("sim CVM: another compose file: INVALID", rc == 1 and "failed       expected compose hash" in out, out + err)
 
     # RA-TLS: a certificate made by the real openssl CLI carrying a quote (dstack's legacy extensions
     # 1.3.6.1.4.1.62397.1.1 and .2, each an OCTET STRING inside extnValue) whose report data commits
@@ -294,33 +289,31 @@ def sim_cases(tmp):
         with open(quote_file, "rb") as f:
             quote_bytes = f.read()
         cert = os.path.join(tmp, name)
-        subprocess.run(["openssl", "req", "-x509", "-new", "-key", key, "-subj", "/CN=ratls.test", "-days", "1",
-                        "-addext", "1.3.6.1.4.1.62397.1.1=DER:" + der_octet_string(quote_bytes).hex(),
-                        "-addext", "1.3.6.1.4.1.62397.1.2=DER:" + der_octet_string(b"[]").hex(), "-out", cert],
-                       check=True, capture_output=True)
+        openssl(["req", "-x509", "-new", "-key", key, "-subj", "/CN=ratls.test", "-days", "1",
+                 "-addext", "1.3.6.1.4.1.62397.1.1=DER:" + der_octet_string(quote_bytes).hex(),
+                 "-addext", "1.3.6.1.4.1.62397.1.2=DER:" + der_octet_string(b"[]").hex(), "-out", cert])
         return cert
 
     keys = []
     for i in range(2):
         key = os.path.join(tmp, f"ratls{i}.key")
-        subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key], check=True)
+        openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key])
         keys.append(key)
-    spki = subprocess.run(["openssl", "pkey", "-in", keys[0], "-pubout", "-outform", "DER"], check=True,
-                          capture_output=True).stdout
+    spki = openssl(["pkey", "-in", keys[0], "-pubout", "-outform", "DER"])
     bound = hashlib.sha512(b"ratls-cert:" + spki).hexdigest()
     ratls_quote = make(["sim", "quote", "--report-data", bound], "sim-ratls.bin")
     rc, out, err = run(["--collateral", collateral, "--trust-root", root, ratls_certificate("ratls.pem", keys[0], ratls_quote)])
-    case("RA-TLS certificate (openssl-made) whose quote commits to its key: VALID",
-         rc == 0 and "passed       certificate key bound to the quote" in out and "RA-TLS certificate" in out, out + err)
+    h.check("RA-TLS certificate (openssl-made) whose quote commits to its key: VALID",
+            rc == 0 and "passed       certificate key bound to the quote" in out and "RA-TLS certificate" in out, out + err)
     rc, out, err = run(["--collateral", collateral, "--trust-root", root, ratls_certificate("other.pem", keys[1], ratls_quote)])
-    case("the same quote in a certificate with another key: INVALID",
-         rc == 1 and "failed       certificate key bound to the quote" in out, out + err)
+    h.check("the same quote in a certificate with another key: INVALID",
+            rc == 1 and "failed       certificate key bound to the quote" in out, out + err)
 
     debug = make(["sim", "quote", "--debug"], "sim-debug.bin")
     rc, out, err = run(["--collateral", collateral, "--trust-root", root, debug])
-    case("debug TD: INVALID", rc == 1 and "Debug mode is enabled" in out, out)
+    h.check("debug TD: INVALID", rc == 1 and "Debug mode is enabled" in out, out)
     rc, out, err = run(["--collateral", collateral, "--trust-root", root, "--allow-debug", debug])
-    case("debug TD: VALID with --allow-debug, printed as RELAXED", rc == 0 and "debug TDs / enclaves accepted" in out, out)
+    h.check("debug TD: VALID with --allow-debug, printed as RELAXED", rc == 0 and "debug TDs / enclaves accepted" in out, out)
 
 
 class PcsFixture(http.server.BaseHTTPRequestHandler):
@@ -373,52 +366,46 @@ def pccs_cases(tmp):
         cache = os.path.join(tmp, "cache")
         rc, out, err = run(["collateral", vec("dcap-qvl/tdx_quote"), "-o", out_file, "--pccs", url,
                             "--cache-dir", cache, "--now", TDX_NOW])
-        case("verify collateral: captured from a PCCS", rc == 0 and os.path.exists(out_file), out + err)
+        h.check("verify collateral: captured from a PCCS", rc == 0 and os.path.exists(out_file), out + err)
         if rc == 0:
             with open(out_file) as f:
                 captured = json.load(f)
             same = all(captured[k] == PcsFixture.collateral[k] for k in
                        ["tcb_info", "qe_identity", "tcb_info_signature", "qe_identity_signature", "pck_crl", "root_ca_crl"])
-            case("verify collateral: the signed documents are byte-identical to what was served", same)
-            case("verify collateral: the PCK chain is carried", "BEGIN CERTIFICATE" in captured.get("pck_certificate_chain", ""))
+            h.check("verify collateral: the signed documents are byte-identical to what was served", same)
+            h.check("verify collateral: the PCK chain is carried", "BEGIN CERTIFICATE" in captured.get("pck_certificate_chain", ""))
             rc, out, err = run(["--collateral", out_file, "--now", TDX_NOW, vec("dcap-qvl/tdx_quote")])
-            case("captured collateral verifies offline: VALID", rc == 0 and out.startswith("VALID"), out + err)
+            h.check("captured collateral verifies offline: VALID", rc == 0 and out.startswith("VALID"), out + err)
         PcsFixture.requests.clear()
         rc, out, err = run(["--pccs", url, "--cache-dir", os.path.join(tmp, "cache2"), "--now", TDX_NOW,
                             vec("dcap-qvl/tdx_quote")])
-        case("online verification through --pccs: VALID", rc == 0 and out.startswith("VALID"), out + err)
-        case("online verification asked the PCS v4 endpoints",
-             any(r.startswith("/tdx/certification/v4/tcb?fmspc=B0C06F000000") for r in PcsFixture.requests),
-             PcsFixture.requests)
+        h.check("online verification through --pccs: VALID", rc == 0 and out.startswith("VALID"), out + err)
+        h.check("online verification asked the PCS v4 endpoints",
+                any(r.startswith("/tdx/certification/v4/tcb?fmspc=B0C06F000000") for r in PcsFixture.requests),
+                PcsFixture.requests)
     finally:
         server.shutdown()
         server.server_close()
     rc, out, err = run(["--pccs", url, "--cache-dir", os.path.join(tmp, "cache2"), "--now", TDX_NOW,
                         vec("dcap-qvl/tdx_quote")])
-    case("the PCCS gone: the on-disk cache still answers", rc == 0 and out.startswith("VALID"), out + err)
+    h.check("the PCCS gone: the on-disk cache still answers", rc == 0 and out.startswith("VALID"), out + err)
     rc, out, err = run(["--pccs", url, "--cache-dir", os.path.join(tmp, "empty-cache"), "--now", TDX_NOW,
                         vec("dcap-qvl/tdx_quote")])
-    case("the PCCS gone and no cache: exit 2 naming the URL", rc == 2 and "127.0.0.1" in err, err)
+    h.check("the PCCS gone and no cache: exit 2 naming the URL", rc == 2 and "127.0.0.1" in err, err)
 
 
-def main():
-    global DSTACK
-    if len(sys.argv) != 2:
-        print(__doc__)
-        return 2
-    DSTACK = os.path.abspath(sys.argv[1])
-    if not os.path.exists(vec("dcap-qvl/tdx_quote")):
-        print(f"*** vectors missing at {VECTORS}: set DSTACK_VECTORS ***")
-        print("verify: 0 passed, 1 failed")
-        return 1
-    with tempfile.TemporaryDirectory() as tmp:
+def main(harness_):
+    global h
+    h = harness_
+    with h.group("real vectors"):
         real_vector_cases()
-        usage_cases(tmp)
-        sim_cases(tmp)
-        pccs_cases(tmp)
-    print(f"verify: {results['passed']} passed, {results['failed']} failed")
-    return 0 if results["failed"] == 0 else 1
+    with h.group("usage"):
+        usage_cases(h.tmpdir("usage"))
+    with h.group("simulator"):
+        sim_cases(h.tmpdir("sim"))
+    with h.group("PCCS"):
+        pccs_cases(h.tmpdir("pccs"))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    harness.main(main, needs=["openssl"])

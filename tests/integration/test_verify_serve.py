@@ -1,28 +1,21 @@
 #!/usr/bin/env python3
 """Integration test of `dstack verify serve`: the real server (our binary) and a real client (curl).
 
-usage: python3 tests/integration/test_verify_serve.py DSTACK_BINARY
+usage: python3 tests/integration/test_verify_serve.py BUILD_DIR
 
-Reads the vectors from $DSTACK_VECTORS (default ../shared/vectors next to the project). Checks
-GET /health, POST /verify on the real TDX quote, on a simulated dstack CVM (with and without
+Checks GET /health, POST /verify on the real TDX quote, on a simulated dstack CVM (with and without
 --skip-os-image), on upstream's dstack fixtures, the request errors upstream answers with
-is_valid false, the body limit (413, and the server keeps serving) and two concurrent requests.
-Python 3 standard library plus the curl binary.
+is_valid false, the body limit (413, and the server keeps serving), two concurrent requests, and
+that every server stops cleanly on SIGTERM. Vectors from $DSTACK_VECTORS (harness.py). Python 3
+standard library plus the curl binary.
 """
 
 import hashlib
 import json
 import os
-import re
-import shutil
-import subprocess
-import sys
-import tempfile
 import threading
-import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-VECTORS = os.environ.get("DSTACK_VECTORS") or os.path.join(HERE, "..", "..", "..", "shared", "vectors")
+import harness  # next to this file
 
 TDX_NOW = "1752919234"
 OS_IMAGE_REASON = ("OS image hash verification failed: not implemented by this verifier "
@@ -35,63 +28,28 @@ APP_INFO_KEYS = ["app_id", "compose_hash", "instance_id", "device_id", "mr_syste
 BOOT_INFO_KEYS = ["teeVariant", "mrAggregated", "osImageHash", "mrSystem", "appId", "composeHash", "instanceId",
                   "deviceId", "keyProviderInfo", "tcbStatus", "advisoryIds"]
 
-results = {"passed": 0, "failed": 0}
+h = None  # the Harness, set by main()
 
 
 def vec(name):
-    return os.path.join(VECTORS, name)
+    return h.vector(name)
 
 
-def case(name, condition, detail=""):
-    if condition:
-        results["passed"] += 1
-        print(f"ok   {name}")
-    else:
-        results["failed"] += 1
-        print(f"FAIL {name} {str(detail)[:2000]}")
+def serve(args, name):
+    """One `dstack verify serve` on a free port of 127.0.0.1 (a context manager)."""
+    return h.server([h.dstack, "verify", "serve", "--listen", "127.0.0.1:0"] + args,
+                    ready=r"listening on (tcp:127\.0\.0\.1:\d+)", name=f"verify serve ({name})")
 
 
-class Server:
-    """One `dstack verify serve` process on a free port of 127.0.0.1."""
-
-    def __init__(self, args):
-        self.proc = subprocess.Popen([DSTACK, "verify", "serve", "--listen", "127.0.0.1:0"] + args,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        line = self.proc.stdout.readline().decode(errors="replace")
-        match = re.search(r"listening on tcp:127\.0\.0\.1:(\d+)", line)
-        if not match:
-            self.proc.kill()
-            raise RuntimeError(f"server did not start: {line!r} {self.proc.stderr.read().decode(errors='replace')}")
-        self.url = f"http://127.0.0.1:{match.group(1)}"
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc.stdout.close()
-        self.proc.stderr.close()
+def dstack(args):
+    r = h.run([h.dstack] + args)
+    h.expect(r.rc == 0, str(r))
 
 
 def curl(url, body_file=None, method=None):
-    """Returns (HTTP status, body text)."""
-    args = ["curl", "-sS", "--max-time", "60", "-o", "-", "-w", "\n%{http_code}"]
-    if method:
-        args += ["-X", method]
-    if body_file is not None:
-        args += ["-H", "Content-Type: application/json", "--data-binary", "@" + body_file]
-    proc = subprocess.run(args + [url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=90)
-    out = proc.stdout.decode(errors="replace")
-    body, _, status = out.rpartition("\n")
-    try:
-        return int(status), body
-    except ValueError:
-        return 0, out + proc.stderr.decode(errors="replace")
+    """Returns (HTTP status, body text); status 0 when curl failed."""
+    headers = ["Content-Type: application/json"] if body_file is not None else []
+    return h.curl(url, data_file=body_file, method=method, headers=headers, timeout=60)
 
 
 class Client:
@@ -136,81 +94,81 @@ def read_hex(path):
 
 
 def real_quote_cases(tmp):
-    server = Server(["--collateral", vec("dcap-qvl/tdx_quote_collateral.json"), "--now", TDX_NOW, "--skip-os-image"])
-    client = Client(server, tmp)
-    try:
+    with serve(["--collateral", vec("dcap-qvl/tdx_quote_collateral.json"), "--now", TDX_NOW, "--skip-os-image"],
+               "real collateral") as server:
+        client = Client(server, tmp)
         status, text = curl(server.url + "/health")
-        case("GET /health", status == 200 and json.loads(text or "null") == {"status": "ok", "service": "dstack-verifier"},
-             (status, text))
+        h.check("GET /health", status == 200 and json.loads(text or "null") == {"status": "ok", "service": "dstack-verifier"},
+                (status, text))
         status, _ = curl(server.url + "/nowhere")
-        case("unknown path: 404", status == 404, status)
+        h.check("unknown path: 404", status == 404, status)
         status, _ = curl(server.url + "/verify")
-        case("GET /verify: 404 (only POST is routed)", status == 404, status)
+        h.check("GET /verify: 404 (only POST is routed)", status == 404, status)
 
         tdx = {"quote": read_hex(vec("dcap-qvl/tdx_quote")), "event_log": "[]"}
         r = client.verify(tdx)
-        case("real TDX quote: the response has upstream's shape", shape_ok(r), r)
+        h.check("real TDX quote: the response has upstream's shape", shape_ok(r), r)
         d = r["details"] if r else {}
-        case("real TDX quote: quote_verified, UpToDate, no advisories, tee_variant dstack-tdx",
-             d.get("quote_verified") is True and d.get("tcb_status") == "UpToDate" and d.get("advisory_ids") == []
-             and d.get("tee_variant") == "dstack-tdx" and len(d.get("report_data") or "") == 128, d)
-        case("real TDX quote with an empty event log: event log not verified, so not valid",
-             r and r["is_valid"] is False and d.get("event_log_verified") is False
-             and r["reason"].startswith("Event log verification failed:") and "boot_info" not in d, r)
-        case("real TDX quote: nothing unmeasured is reported as passed",
-             d.get("os_image_hash_verified") is False and d.get("acpi_tables_verified") is False
-             and d.get("os_image_is_dev") is None and d.get("os_image_version") is None, d)
+        h.check("real TDX quote: quote_verified, UpToDate, no advisories, tee_variant dstack-tdx",
+                d.get("quote_verified") is True and d.get("tcb_status") == "UpToDate" and d.get("advisory_ids") == []
+                and d.get("tee_variant") == "dstack-tdx" and len(d.get("report_data") or "") == 128, d)
+        h.check("real TDX quote with an empty event log: event log not verified, so not valid",
+                r and r["is_valid"] is False and d.get("event_log_verified") is False
+                and r["reason"].startswith("Event log verification failed:") and "boot_info" not in d, r)
+        h.check("real TDX quote: nothing unmeasured is reported as passed",
+                d.get("os_image_hash_verified") is False and d.get("acpi_tables_verified") is False
+                and d.get("os_image_is_dev") is None and d.get("os_image_version") is None, d)
 
         with open(vec("dstack/verifier/tdx-lite-attestation.json"), "rb") as f:
             r = client.verify(f.read())
         d = r["details"] if r else {}
-        case("dstack V0 attestation: quote not verified against another platform's collateral",
-             r and r["is_valid"] is False and d.get("quote_verified") is False
-             and r["reason"].startswith("Quote verification failed:") and d.get("tcb_status") is None, r)
+        h.check("dstack V0 attestation: quote not verified against another platform's collateral",
+                r and r["is_valid"] is False and d.get("quote_verified") is False
+                and r["reason"].startswith("Quote verification failed:") and d.get("tcb_status") is None, r)
         info = d.get("app_info") or {}
-        case("dstack V0 attestation: event log verified, app_info from the runtime events",
-             d.get("event_log_verified") is True and list(info) == APP_INFO_KEYS
-             and info.get("mr_system", "").startswith("118f754a") and info.get("mr_aggregated", "").startswith("c758fa62"),
-             d)
-        case("dstack V0 attestation: key_provider parsed from the key-provider event",
-             (d.get("key_provider") or {}).get("name") == "kms" and len((d.get("key_provider") or {}).get("id", "")) > 0, d)
+        h.check("dstack V0 attestation: event log verified, app_info from the runtime events",
+                d.get("event_log_verified") is True and list(info) == APP_INFO_KEYS
+                and info.get("mr_system", "").startswith("118f754a") and info.get("mr_aggregated", "").startswith("c758fa62"),
+                d)
+        h.check("dstack V0 attestation: key_provider parsed from the key-provider event",
+                (d.get("key_provider") or {}).get("name") == "kms" and len((d.get("key_provider") or {}).get("id", "")) > 0, d)
 
         with open(vec("dstack/verifier/tdx-lite-getquote.json")) as f:
             getquote = json.load(f)
         r = client.verify({k: getquote[k] for k in ("quote", "event_log", "vm_config")})
         d = r["details"] if r else {}
-        case("dstack GetQuote response: quote not verified, event log verified, same identity as the attestation",
-             r and r["is_valid"] is False and d.get("quote_verified") is False and d.get("event_log_verified") is True
-             and (d.get("app_info") or {}).get("mr_aggregated", "").startswith("c758fa62"), r)
+        h.check("dstack GetQuote response: quote not verified, event log verified, same identity as the attestation",
+                r and r["is_valid"] is False and d.get("quote_verified") is False and d.get("event_log_verified") is True
+                and (d.get("app_info") or {}).get("mr_aggregated", "").startswith("c758fa62"), r)
         r = client.verify({"attestation": json.load(open(vec("dstack/verifier/tdx-lite-attestation.json")))["attestation"],
                            "quote": "zz", "event_log": "not json"})
-        case("attestation given: top-level quote and event_log ignored",
-             r and r["details"]["event_log_verified"] is True, r)
+        h.check("attestation given: top-level quote and event_log ignored",
+                r and r["details"]["event_log_verified"] is True, r)
 
         r = client.verify({"event_log": "[]"})
-        case("missing quote: 'Quote is required'", r and r["is_valid"] is False and "Quote is required" in (r["reason"] or ""), r)
+        h.check("missing quote: 'Quote is required'", r and r["is_valid"] is False and "Quote is required" in (r["reason"] or ""), r)
         r = client.verify({"quote": tdx["quote"]})
-        case("missing event_log: 'Event log is required'",
-             r and r["is_valid"] is False and "Event log is required" in (r["reason"] or ""), r)
+        h.check("missing event_log: 'Event log is required'",
+                r and r["is_valid"] is False and "Event log is required" in (r["reason"] or ""), r)
         r = client.verify(b'{"quote": "0400", ')
-        case("bad JSON: is_valid false, Internal error",
-             shape_ok(r) and r["is_valid"] is False and r["reason"].startswith("Internal error:")
-             and r["details"]["quote_verified"] is False, r)
+        h.check("bad JSON: is_valid false, Internal error",
+                shape_ok(r) and r["is_valid"] is False and r["reason"].startswith("Internal error:")
+                and r["details"]["quote_verified"] is False, r)
         r = client.verify({"quote": "xyz", "event_log": "[]"})
-        case("bad quote hex: Internal error", r and r["is_valid"] is False and r["reason"].startswith("Internal error:"), r)
+        h.check("bad quote hex: Internal error", r and r["is_valid"] is False and r["reason"].startswith("Internal error:"), r)
         r = client.verify({"quote": tdx["quote"], "event_log": "[{"})
-        case("bad event log JSON: Internal error",
-             r and r["is_valid"] is False and r["reason"].startswith("Internal error:"), r)
+        h.check("bad event log JSON: Internal error",
+                r and r["is_valid"] is False and r["reason"].startswith("Internal error:"), r)
         r = client.verify({"attestation": "00ff"})
-        case("bad attestation: Internal error", r and r["is_valid"] is False and r["reason"].startswith("Internal error:"), r)
+        h.check("bad attestation: Internal error", r and r["is_valid"] is False and r["reason"].startswith("Internal error:"), r)
         r = client.verify(b"[" * 100000)
-        case("deeply nested JSON: Internal error, server alive",
-             r and r["reason"].startswith("Internal error:") and server.alive(), r)
+        h.check("deeply nested JSON: Internal error, server alive",
+                r and r["reason"].startswith("Internal error:") and server.alive(), r)
 
         status, _ = client.post_raw(b'{"quote":"' + b"00" * (3 * 1024 * 1024 // 2) + b'"}')
-        case("3 MB body: 413", status == 413, status)
+        h.check("3 MB body: 413", status == 413, status)
         status, text = curl(server.url + "/health")
-        case("after the 413 the server keeps serving", status == 200 and server.alive(), (status, text))
+        h.check("after the 413 the server keeps serving", status == 200 and server.alive(), (status, text))
 
         out = [None, None]
 
@@ -222,17 +180,15 @@ def real_quote_cases(tmp):
             t.start()
         for t in threads:
             t.join()
-        case("two concurrent requests both verified",
-             all(o and o["details"]["quote_verified"] is True and o["details"]["tcb_status"] == "UpToDate" for o in out), out)
-    finally:
-        server.stop()
+        h.check("two concurrent requests both verified",
+                all(o and o["details"]["quote_verified"] is True and o["details"]["tcb_status"] == "UpToDate" for o in out), out)
 
 
 def sim_cases(tmp):
     pki = os.path.join(tmp, "pki")
-    subprocess.run([DSTACK, "verify", "sim", "init", pki], check=True, stdout=subprocess.DEVNULL)
+    dstack(["verify", "sim", "init", pki])
     collateral = os.path.join(tmp, "sim-collateral.json")
-    subprocess.run([DSTACK, "verify", "sim", "collateral", pki, "-o", collateral], check=True, stdout=subprocess.DEVNULL)
+    dstack(["verify", "sim", "collateral", pki, "-o", collateral])
     root = os.path.join(pki, "root.pem")
 
     with open(vec("dstack/simulator/app-compose.json"), "rb") as f:
@@ -245,114 +201,90 @@ def sim_cases(tmp):
     for name, payload in events:
         rtmr3 = hashlib.sha384(rtmr3 + v1_digest(name, payload)).digest()
     quote_path = os.path.join(tmp, "sim-cvm.bin")
-    subprocess.run([DSTACK, "verify", "sim", "quote", pki, "-o", quote_path, "--rtmr3", rtmr3.hex(),
-                    "--report-data", "ab" * 64], check=True, stdout=subprocess.DEVNULL)
+    dstack(["verify", "sim", "quote", pki, "-o", quote_path, "--rtmr3", rtmr3.hex(), "--report-data", "ab" * 64])
     log = [{"imr": 3, "event_type": 134217729, "digest": v1_digest(n, p).hex(), "event": n, "event_payload": p.hex()}
            for n, p in events]
     request = {"quote": read_hex(quote_path), "event_log": json.dumps(log)}
 
     common = ["--collateral", collateral, "--trust-root", root]
-    server = Server(common + ["--skip-os-image", "--threads", "3"])
-    try:
+    with serve(common + ["--skip-os-image", "--threads", "3"], "simulator, --skip-os-image") as server:
         r = Client(server, tmp).verify(request)
         d = r["details"] if r else {}
-        case("sim CVM with --skip-os-image: valid", r and r["is_valid"] is True and r["reason"] is None, r)
-        case("sim CVM: quote and event log verified, OS image still reported unverified",
-             d.get("quote_verified") is True and d.get("event_log_verified") is True
-             and d.get("os_image_hash_verified") is False and d.get("tcb_status") == "UpToDate"
-             and d.get("report_data") == "ab" * 64, d)
+        h.check("sim CVM with --skip-os-image: valid", r and r["is_valid"] is True and r["reason"] is None, r)
+        h.check("sim CVM: quote and event log verified, OS image still reported unverified",
+                d.get("quote_verified") is True and d.get("event_log_verified") is True
+                and d.get("os_image_hash_verified") is False and d.get("tcb_status") == "UpToDate"
+                and d.get("report_data") == "ab" * 64, d)
         info = d.get("app_info") or {}
-        case("sim CVM: app_info from the events",
-             info.get("compose_hash") == compose_hash.hex() and info.get("app_id") == app_id.hex()
-             and info.get("instance_id") == "11" * 20 and info.get("os_image_hash") == "22" * 32
-             and len(info.get("mr_system", "")) == 64 and info.get("init_script_hashes") == [], info)
-        case("sim CVM: key_provider", d.get("key_provider") == {"name": "kms", "id": "abcd"}, d.get("key_provider"))
+        h.check("sim CVM: app_info from the events",
+                info.get("compose_hash") == compose_hash.hex() and info.get("app_id") == app_id.hex()
+                and info.get("instance_id") == "11" * 20 and info.get("os_image_hash") == "22" * 32
+                and len(info.get("mr_system", "")) == 64 and info.get("init_script_hashes") == [], info)
+        h.check("sim CVM: key_provider", d.get("key_provider") == {"name": "kms", "id": "abcd"}, d.get("key_provider"))
         boot = d.get("boot_info") or {}
-        case("sim CVM: boot_info with camelCase keys",
-             list(boot) == BOOT_INFO_KEYS and boot["composeHash"] == compose_hash.hex()
-             and boot["teeVariant"] == "dstack-tdx" and boot["tcbStatus"] == "UpToDate" and boot["advisoryIds"] == []
-             and boot["mrAggregated"] == info.get("mr_aggregated"), boot)
+        h.check("sim CVM: boot_info with camelCase keys",
+                list(boot) == BOOT_INFO_KEYS and boot["composeHash"] == compose_hash.hex()
+                and boot["teeVariant"] == "dstack-tdx" and boot["tcbStatus"] == "UpToDate" and boot["advisoryIds"] == []
+                and boot["mrAggregated"] == info.get("mr_aggregated"), boot)
 
         tampered = dict(request)
         tampered["event_log"] = json.dumps(log[:2] + [dict(log[2], event_payload="00" * 32)] + log[3:])
         r = Client(server, tmp).verify(tampered)
-        case("sim CVM: a changed event payload: Event log verification failed (RTMR3 mismatch)",
-             r and r["is_valid"] is False and r["reason"].startswith("Event log verification failed: RTMR3 mismatch")
-             and r["details"]["event_log_verified"] is False and r["details"]["app_info"] is None, r)
-    finally:
-        server.stop()
+        h.check("sim CVM: a changed event payload: Event log verification failed (RTMR3 mismatch)",
+                r and r["is_valid"] is False and r["reason"].startswith("Event log verification failed: RTMR3 mismatch")
+                and r["details"]["event_log_verified"] is False and r["details"]["app_info"] is None, r)
 
-    server = Server(common)
-    try:
+    with serve(common, "simulator") as server:
         r = Client(server, tmp).verify(request)
-        case("sim CVM without --skip-os-image: invalid with the OS image reason, no boot_info",
-             r and r["is_valid"] is False and r["reason"] == OS_IMAGE_REASON
-             and r["details"]["quote_verified"] is True and "boot_info" not in r["details"], r)
-    finally:
-        server.stop()
+        h.check("sim CVM without --skip-os-image: invalid with the OS image reason, no boot_info",
+                r and r["is_valid"] is False and r["reason"] == OS_IMAGE_REASON
+                and r["details"]["quote_verified"] is True and "boot_info" not in r["details"], r)
 
     outdated = os.path.join(tmp, "sim-outdated.json")
-    subprocess.run([DSTACK, "verify", "sim", "collateral", pki, "-o", outdated, "--status", "OutOfDate"], check=True,
-                   stdout=subprocess.DEVNULL)
+    dstack(["verify", "sim", "collateral", pki, "-o", outdated, "--status", "OutOfDate"])
     for extra, valid in [([], False), (["--allow-status", "OutOfDate"], True)]:
-        server = Server(["--collateral", outdated, "--trust-root", root, "--skip-os-image"] + extra)
-        try:
+        label = "with --allow-status OutOfDate: valid" if valid else "strict policy: invalid"
+        with serve(["--collateral", outdated, "--trust-root", root, "--skip-os-image"] + extra,
+                   f"OutOfDate, {label.split(':')[0]}") as server:
             r = Client(server, tmp).verify(request)
-            label = "with --allow-status OutOfDate: valid" if valid else "strict policy: invalid"
-            case(f"sim CVM, OutOfDate TCB, {label}",
-                 r and r["is_valid"] is valid and r["details"]["tcb_status"] == "OutOfDate"
-                 and (valid or "OutOfDate is not accepted" in r["reason"]), r)
-        finally:
-            server.stop()
+            h.check(f"sim CVM, OutOfDate TCB, {label}",
+                    r and r["is_valid"] is valid and r["details"]["tcb_status"] == "OutOfDate"
+                    and (valid or "OutOfDate is not accepted" in r["reason"]), r)
 
 
 def pccs_cases(tmp):
     # Without --collateral each request fetches from the PCCS; one that cannot be reached makes the
     # quote unverifiable, and the response says which URL failed.
     dead = "http://127.0.0.1:9"
-    server = Server(["--pccs", dead, "--cache-dir", os.path.join(tmp, "empty-cache"), "--now", TDX_NOW, "--skip-os-image"])
-    try:
+    with serve(["--pccs", dead, "--cache-dir", os.path.join(tmp, "empty-cache"), "--now", TDX_NOW, "--skip-os-image"],
+               "unreachable PCCS") as server:
         r = Client(server, tmp).verify({"quote": read_hex(vec("dcap-qvl/tdx_quote")), "event_log": "[]"})
-        case("PCCS unreachable: Quote verification failed, naming the PCCS",
-             shape_ok(r) and r["is_valid"] is False and r["reason"].startswith("Quote verification failed:")
-             and "127.0.0.1:9" in r["reason"] and r["details"]["quote_verified"] is False, r)
-    finally:
-        server.stop()
+        h.check("PCCS unreachable: Quote verification failed, naming the PCCS",
+                shape_ok(r) and r["is_valid"] is False and r["reason"].startswith("Quote verification failed:")
+                and "127.0.0.1:9" in r["reason"] and r["details"]["quote_verified"] is False, r)
 
 
 def usage_cases():
-    proc = subprocess.run([DSTACK, "verify", "serve"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
-    case("no --listen: exit 2", proc.returncode == 2 and b"--listen" in proc.stderr, proc.stderr)
-    proc = subprocess.run([DSTACK, "verify", "serve", "--listen", "127.0.0.1:0", "--threads", "0"],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
-    case("--threads 0: exit 2", proc.returncode == 2, proc.stderr)
-    proc = subprocess.run([DSTACK, "verify", "serve", "--listen", "127.0.0.1:0", "--collateral", "/nonexistent"],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
-    case("unreadable --collateral: exit 2 before listening", proc.returncode == 2 and not proc.stdout, proc.stderr)
+    r = h.run([h.dstack, "verify", "serve"], timeout=30)
+    h.check("no --listen: exit 2", r.rc == 2 and "--listen" in r.err, r)
+    r = h.run([h.dstack, "verify", "serve", "--listen", "127.0.0.1:0", "--threads", "0"], timeout=30)
+    h.check("--threads 0: exit 2", r.rc == 2, r)
+    r = h.run([h.dstack, "verify", "serve", "--listen", "127.0.0.1:0", "--collateral", "/nonexistent"], timeout=30)
+    h.check("unreadable --collateral: exit 2 before listening", r.rc == 2 and not r.out, r)
 
 
-def main():
-    global DSTACK
-    if len(sys.argv) != 2:
-        print(__doc__)
-        return 2
-    DSTACK = os.path.abspath(sys.argv[1])
-    if not os.path.exists(vec("dcap-qvl/tdx_quote")) or shutil.which("curl") is None:
-        print(f"*** vectors missing at {VECTORS} (set DSTACK_VECTORS) or no curl ***")
-        print("verify-serve: 0 passed, 1 failed")
-        return 1
-    with tempfile.TemporaryDirectory() as tmp:
-        for group in (usage_cases, real_quote_cases, sim_cases, pccs_cases):
-            try:
-                if group is usage_cases:
-                    group()
-                else:
-                    group(tmp)
-            except Exception as e:  # one broken group must not hide the others' results
-                case(f"{group.__name__} ran to the end", False, repr(e))
-    print(f"verify-serve: {results['passed']} passed, {results['failed']} failed")
-    return 0 if results["failed"] == 0 else 1
+def main(harness_):
+    global h
+    h = harness_
+    with h.group("usage"):
+        usage_cases()
+    with h.group("real quote"):
+        real_quote_cases(h.tmpdir("real"))
+    with h.group("simulator"):
+        sim_cases(h.tmpdir("sim"))
+    with h.group("PCCS"):
+        pccs_cases(h.tmpdir("pccs"))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    harness.main(main, needs=["curl"])
