@@ -176,6 +176,8 @@ def main():
         print(__doc__)
         return 2
     dstack = os.path.abspath(sys.argv[1])
+    if os.path.isdir(dstack):  # scripts/test passes the build directory
+        dstack = os.path.join(dstack, "dstack")
     test_verify.DSTACK = dstack
     test_verify_serve.DSTACK = dstack
     quote_path = os.path.join(VECTORS, "dcap-qvl/tdx_quote")

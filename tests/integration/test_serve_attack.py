@@ -222,6 +222,8 @@ def main():
         print(__doc__)
         return 2
     dstack = os.path.abspath(sys.argv[1])
+    if os.path.isdir(dstack):  # scripts/test passes the build directory
+        dstack = os.path.join(dstack, "dstack")
     if not os.path.exists(vec("dcap-qvl/tdx_quote")) or shutil.which("curl") is None:
         print(f"*** vectors missing at {VECTORS} (set DSTACK_VECTORS) or no curl ***")
         print("test_serve_attack: 0 passed, 1 failed")
