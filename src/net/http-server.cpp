@@ -186,7 +186,7 @@ public:
     // The first bytes of a request arrived; false when the connection was evicted before.
     bool begin_request(Handle handle) {
         std::lock_guard lock(mutex_);
-        if (handle->evicted) return false;
+        if (handle->evicted || stopping_) return false;
         handle->idle = false;
         return true;
     }
@@ -202,11 +202,38 @@ public:
         return handle->evicted;
     }
 
+    // The server stops: no connection starts another request; the idle ones are returned to be
+    // closed (on their strands), the busy ones finish the request they are in.
+    std::vector<std::pair<std::weak_ptr<Stream>, asio::any_io_executor>> stop() {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+        std::vector<std::pair<std::weak_ptr<Stream>, asio::any_io_executor>> idle;
+        for (auto& entry : entries_)
+            if (entry.idle) idle.emplace_back(entry.transport, entry.strand);
+        return idle;
+    }
+    // Every connection, to be closed when the stop deadline has passed.
+    std::vector<std::pair<std::weak_ptr<Stream>, asio::any_io_executor>> all() {
+        std::lock_guard lock(mutex_);
+        std::vector<std::pair<std::weak_ptr<Stream>, asio::any_io_executor>> out;
+        for (auto& entry : entries_) out.emplace_back(entry.transport, entry.strand);
+        return out;
+    }
+    bool stopping() {
+        std::lock_guard lock(mutex_);
+        return stopping_;
+    }
+    bool empty() {
+        std::lock_guard lock(mutex_);
+        return entries_.empty();
+    }
+
 private:
     std::mutex mutex_;
     std::list<Entry> entries_;
     std::unordered_map<std::string, std::size_t> per_address_;
     std::size_t live_ = 0;  // entries not evicted
+    bool stopping_ = false;
     std::size_t max_connections_;
     std::size_t per_address_limit_;
 };
@@ -230,6 +257,7 @@ public:
         table_.end_request(handle_);
     }
     bool evicted() { return table_.evicted(handle_); }
+    bool stopping() { return table_.stopping(); }
 
 private:
     ConnectionTable& table_;
@@ -403,6 +431,7 @@ asio::awaitable<void> serve_requests(std::shared_ptr<Stream> stream, Watchdog& w
         }
         if (failed) response = Response::json_error(500, "internal server error");
         if (response.headers.has_token("Connection", "close")) keep_alive = false;
+        if (place && place->stopping()) keep_alive = false;  // the server is stopping: this was the last
         if (keep_alive && request.version_minor == 0) response.headers.set("Connection", "keep-alive");
         log::debug("http: {}: {} {} -> {}", info.peer, request.method, request.path, response.status);
         if (!co_await write_response(*stream, watchdog, response, head_only, !keep_alive, options)) co_return;
@@ -531,6 +560,33 @@ void refuse(const std::shared_ptr<ServerState>& state, std::shared_ptr<Stream> s
     asio::co_spawn(strand, refuse_connection(state, std::move(stream), std::move(why)), asio::detached);
 }
 
+void close_on_strands(const std::vector<std::pair<std::weak_ptr<Stream>, asio::any_io_executor>>& streams) {
+    for (const auto& [weak, strand] : streams)
+        asio::post(strand, [weak = weak] {
+            if (auto stream = weak.lock()) stream->close();
+        });
+}
+
+// The listener is closed: close the idle connections, let the busy ones answer the request they
+// are in (their response says Connection: close), and return once every connection has ended, or
+// close the rest when options.stop_timeout has passed.
+asio::awaitable<void> drain(ServerState& state, asio::any_io_executor executor) {
+    close_on_strands(state.connections->stop());
+    auto deadline = Clock::now() + state.options.stop_timeout;
+    bool forced = false;
+    while (!state.connections->empty()) {
+        if (!forced && Clock::now() >= deadline) {
+            log::warn("http: {}: requests still running {} ms after the stop; closing their connections", state.listener,
+                      state.options.stop_timeout.count());
+            close_on_strands(state.connections->all());
+            forced = true;
+        }
+        asio::steady_timer pause(executor, 10ms);
+        std::error_code ignored;
+        co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    }
+}
+
 }  // namespace
 
 std::string serialize_response_head(const Response& response, std::size_t content_length, bool close) {
@@ -624,6 +680,7 @@ asio::awaitable<void> serve(Listener& listener, Handler handler, ServerOptions o
         }
         asio::co_spawn(strand, run_connection(state, std::move(transport), admission.handle), asio::detached);
     }
+    co_await drain(*state, executor);
 }
 
 }  // namespace dstack::net::http

@@ -64,6 +64,9 @@ struct ServerOptions {
     // little (limits.max_body_bytes still refuses a too large Content-Length with 413 before any
     // body is read). A request whose body would go over is answered 503 and its connection closed.
     std::size_t max_total_body_bytes = 256 * 1024 * 1024;
+    // After the listener is closed: how long requests in flight may take to be answered before
+    // their connections are closed too (idle connections are closed at once).
+    std::chrono::milliseconds stop_timeout{10'000};
     std::string server_name;  // "Server:" header value; empty: none
 };
 
@@ -85,7 +88,8 @@ asio::awaitable<void> serve_connection(StreamPtr stream, Handler handler, Server
                                        ConnectionInfo info = {});
 
 // Accepts connections until the listener is closed, serving each in its own coroutine on its own
-// strand. With a TLS context, each connection first completes a TLS handshake.
+// strand; then stops gracefully: idle connections are closed, requests in flight are answered
+// (within options.stop_timeout), and it returns once every connection has ended. With a TLS context, each connection first completes a TLS handshake.
 // `handler` and the options are copied and shared by all connections.
 asio::awaitable<void> serve(Listener& listener, Handler handler, ServerOptions options,
                             std::shared_ptr<tls::ServerContext> tls_context = nullptr);

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <string>
+#include <filesystem>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -123,4 +124,75 @@ TEST_CASE("command line: a not-implemented applet answers --help and otherwise f
     auto [rout, rerr] = captured([&] { status = not_implemented("agent", "usage: dstack agent\n", run.argc(), run.argv()); });
     CHECK(status == exit_usage);
     CHECK(rerr == "dstack agent: not implemented yet\n");
+}
+
+#include "support/daemon-options.hpp"
+#include "dstack/base/file.hpp"
+#include "dstack/base/log.hpp"
+
+TEST_CASE("config options: TOML keys fill the options the command line left unset, flags win, bad values name the key") {
+    auto dir = std::filesystem::temp_directory_path() / fmt::format("dstack-config-{}", ::getpid());
+    std::filesystem::create_directories(dir);
+    auto path = (dir / "serve.toml").string();
+    REQUIRE(dstack::write_file_atomic(path, dstack::as_bytes(std::string_view(R"(
+address = "127.0.0.1"
+port = 8090
+image_download_url = "https://example.invalid/{OS_IMAGE_HASH}"
+[attestation.urls]
+pccs = "https://pccs.example"
+[attestation]
+allow_status = ["OutOfDate", "SWHardeningNeeded"]
+typo_key = 1
+)"))));
+    Command command("dstack demo serve", "usage\n", "dstack demo --help");
+    ConfigOptions config(command.cli());
+    std::optional<std::string> pccs;
+    std::vector<std::string> statuses;
+    int port = 0;
+    config.bind("attestation.urls.pccs", command.cli().add_option("--pccs", pccs));
+    config.bind("attestation.allow_status", command.cli().add_option("--allow-status", statuses));
+    config.bind("port", command.cli().add_option("--port", port));
+    config.accept("address");
+    config.accept_unused("image_download_url", "OS images are not measured by this build");
+    Argv args({"serve", "--config", path, "--port", "9000"});
+    REQUIRE_FALSE(command.parse(args.argc(), args.argv()));
+    std::optional<dstack::Result<void>> applied;
+    auto [out, err] = captured([&] { applied = config.apply(); });
+    REQUIRE(applied);
+    REQUIRE(*applied);
+    CHECK(pccs == "https://pccs.example");
+    CHECK(statuses == std::vector<std::string>{"OutOfDate", "SWHardeningNeeded"});
+    CHECK(port == 9000);  // the command line wins
+    REQUIRE(config.config());
+    CHECK(**config.config()->get_string("address") == "127.0.0.1");
+    CHECK(err.find("unknown key 'attestation.typo_key'") != std::string::npos);
+    CHECK(err.find("'image_download_url' is accepted and not used") != std::string::npos);
+
+    auto bad_path = (dir / "bad.toml").string();
+    REQUIRE(dstack::write_file_atomic(bad_path, dstack::as_bytes(std::string_view("port = \"eighty\"\n"))));
+    Command again("dstack demo serve", "usage\n", "dstack demo --help");
+    ConfigOptions bad(again.cli());
+    again.cli().add_option("--pccs", pccs);
+    bad.bind("port", again.cli().add_option("--port", port));
+    Argv bad_args({"serve", "--config", bad_path});
+    REQUIRE_FALSE(again.parse(bad_args.argc(), bad_args.argv()));
+    auto failed = bad.apply();
+    REQUIRE_FALSE(failed);
+    CHECK(failed.error().message.find("key 'port'") != std::string::npos);
+    std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("logging options: level and format are checked") {
+    LoggingOptions options;
+    options.level = "loud";
+    CHECK_FALSE(apply_logging(options, "demo"));
+    options.level = "debug";
+    options.format = "xml";
+    auto bad = apply_logging(options, "demo");
+    REQUIRE_FALSE(bad);
+    CHECK(bad.error().message == "--log-format: 'xml' is neither text nor json");
+    options.format = "json";
+    CHECK(apply_logging(options, "demo"));
+    CHECK(dstack::log::settings().format == dstack::log::Format::json);
+    CHECK(apply_logging(LoggingOptions{}, "dstack"));
 }

@@ -640,3 +640,82 @@ TEST_CASE("net http server: read deadlines: idle keep-alive, a stalled header, e
     CHECK(out[2].first.empty());
     CHECK(out[2].second < 1800ms);  // with the deadline re-armed by each line: about 2.6 s
 }
+
+namespace {
+
+asio::awaitable<void> serve_and_flag(Listener& listener, http::ServerOptions options, bool* returned) {
+    co_await http::serve(listener, test_handler, options);
+    *returned = true;
+}
+
+}  // namespace
+
+TEST_CASE("net http server: closing the listener stops gracefully: idle connections closed, requests in flight answered") {
+    asio::io_context io;
+    auto listening = listen_tcp(io.get_executor(), "127.0.0.1", 0);
+    REQUIRE(listening.ok());
+    ListenerPtr listener = std::move(*listening);
+    std::uint16_t port = listener->local_port();
+    http::ServerOptions options;
+    options.idle_timeout = 5s;
+    bool returned = false;
+    asio::co_spawn(io, serve_and_flag(*listener, options, &returned), asio::detached);
+    auto out = test::run(io, [](std::uint16_t port, Listener* listener, bool* returned) -> asio::awaitable<std::vector<std::string>> {
+        std::vector<std::string> results;
+        std::error_code ec;
+        // idle: one answered request, kept alive. busy: half a body sent when the stop comes.
+        auto idle = co_await connect_from("127.0.0.1", port);
+        co_await send(*idle, "GET /hello HTTP/1.1\r\n\r\n");
+        std::uint8_t buffer[4096];
+        std::size_t n = co_await idle->read_some(buffer, ec);
+        results.emplace_back(reinterpret_cast<const char*>(buffer), n);
+        auto busy = co_await connect_from("127.0.0.1", port);
+        co_await send(*busy, "POST /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\n12345");
+        co_await pause(100ms);
+        listener->close();
+        auto [idle_rest, idle_waited] = co_await wait_for_close(*idle);
+        results.push_back(idle_rest);
+        CHECK(idle_waited < 2s);  // closed by the stop, not by the 5 s idle timeout
+        CHECK_FALSE(*returned);   // the busy connection is still being served
+        co_await send(*busy, "67890");
+        ec.clear();
+        results.push_back(co_await test::read_to_end(*busy, ec));
+        for (int i = 0; i < 100 && !*returned; ++i) co_await pause(10ms);
+        results.push_back(*returned ? "returned" : "still serving");
+        // No new connection is accepted.
+        auto refused = co_await connect_tcp(co_await asio::this_coro::executor, "127.0.0.1", port, 1s);
+        results.push_back(refused.ok() ? "accepted" : "refused");
+        co_return results;
+    }(port, listener.get(), &returned));
+    REQUIRE(out.size() == 5);
+    CHECK(out[0].rfind("HTTP/1.1 200 ", 0) == 0);
+    CHECK(out[1].empty());
+    CHECK(out[2].rfind("HTTP/1.1 200 ", 0) == 0);
+    CHECK(out[2].find("Connection: close\r\n") != std::string::npos);
+    CHECK(out[2].ends_with("1234567890"));
+    CHECK(out[3] == "returned");
+    CHECK(out[4] == "refused");
+}
+
+TEST_CASE("net http server: a request still running at the stop deadline has its connection closed") {
+    asio::io_context io;
+    auto listening = listen_tcp(io.get_executor(), "127.0.0.1", 0);
+    REQUIRE(listening.ok());
+    ListenerPtr listener = std::move(*listening);
+    std::uint16_t port = listener->local_port();
+    http::ServerOptions options;
+    options.stop_timeout = 200ms;
+    bool returned = false;
+    asio::co_spawn(io, serve_and_flag(*listener, options, &returned), asio::detached);
+    auto waited = test::run(io, [](std::uint16_t port, Listener* listener, bool* returned) -> asio::awaitable<std::chrono::milliseconds> {
+        auto stalled = co_await connect_from("127.0.0.1", port);
+        co_await send(*stalled, "POST /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\n1");
+        co_await pause(50ms);
+        auto start = std::chrono::steady_clock::now();
+        listener->close();
+        while (!*returned) co_await pause(10ms);
+        co_return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+    }(port, listener.get(), &returned));
+    CHECK(waited >= 200ms);
+    CHECK(waited < 3s);
+}

@@ -1,0 +1,74 @@
+#include "support/daemon.hpp"
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+
+#include <asio/use_awaitable.hpp>
+#include <asio/signal_set.hpp>
+#include <fmt/format.h>
+
+#include "dstack/base/log.hpp"
+
+namespace dstack::applets {
+namespace {
+
+asio::awaitable<void> serve_then_count(net::Listener& listener, net::http::Handler handler, net::http::ServerOptions options,
+                                       std::shared_ptr<net::tls::ServerContext> tls_context,
+                                       std::shared_ptr<std::atomic<std::size_t>> serving, net::Runtime* runtime) {
+    co_await net::http::serve(listener, std::move(handler), std::move(options), std::move(tls_context));
+    if (serving->fetch_sub(1) == 1) runtime->stop();  // the last one has drained
+}
+
+// The first signal closes the listeners (the servers then drain and the runtime stops when the
+// last one is done); a second one stops at once.
+asio::awaitable<void> stop_on_signals(asio::signal_set& signals, std::vector<net::ListenerPtr>& listeners,
+                                      std::chrono::milliseconds stop_timeout, net::Runtime* runtime) {
+    int signal = co_await signals.async_wait(asio::use_awaitable);
+    log::info("received signal {}: stopping (requests in flight get up to {} ms)", signal, stop_timeout.count());
+    for (auto& listener : listeners) listener->close();
+    signal = co_await signals.async_wait(asio::use_awaitable);
+    log::warn("received signal {} again: stopping now", signal);
+    runtime->stop();
+}
+
+}  // namespace
+
+Daemon::Daemon(std::string name, int threads) : name_(std::move(name)), runtime_(threads) {}
+
+Result<void> Daemon::listen(const std::vector<std::string>& addresses) {
+    for (const auto& address : addresses) {
+        if (address == "systemd") {
+            auto inherited = net::listen_systemd(runtime_.executor());
+            if (!inherited) return std::move(inherited).take_error().context("systemd sockets");
+            if (inherited->empty()) return make_error("--listen systemd: this process was not given sockets by systemd");
+            for (auto& listener : *inherited) listeners_.push_back(std::move(listener));
+            continue;
+        }
+        auto listener = net::listen_address(runtime_.executor(), address);
+        if (!listener) return std::move(listener).take_error();
+        listeners_.push_back(std::move(*listener));
+    }
+    if (listeners_.empty()) return make_error("no address to listen on");
+    return {};
+}
+
+int Daemon::serve_http(net::http::Handler handler, net::http::ServerOptions options,
+                       std::shared_ptr<net::tls::ServerContext> tls_context) {
+    // A peer closing a socket must give EPIPE, not kill the process.
+    std::signal(SIGPIPE, SIG_IGN);
+    auto serving = std::make_shared<std::atomic<std::size_t>>(listeners_.size());
+    for (auto& listener : listeners_) {
+        fmt::print("{}: listening on {}\n", name_, listener->description());
+        runtime_.spawn(serve_then_count(*listener, handler, options, tls_context, serving, &runtime_),
+                       fmt::format("{} on {}", name_, listener->description()));
+    }
+    std::fflush(stdout);
+
+    asio::signal_set signals(runtime_.context(), SIGINT, SIGTERM);
+    runtime_.spawn(stop_on_signals(signals, listeners_, options.stop_timeout, &runtime_), "signal handling");
+    int status = runtime_.run();
+    return status;
+}
+
+}  // namespace dstack::applets

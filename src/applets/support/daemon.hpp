@@ -1,0 +1,38 @@
+// The one way a daemon runs: a runtime with N threads, listeners from addresses (or the sockets
+// systemd passed), one "NAME: listening on ADDR" line on stdout per listener (tests and operators
+// read it), and a graceful stop on SIGINT/SIGTERM: no new connections, idle ones closed, requests
+// in flight answered within the server's stop_timeout; a second signal stops at once.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dstack/base/result.hpp"
+#include "dstack/net/http-server.hpp"
+#include "dstack/net/listener.hpp"
+#include "dstack/net/runtime.hpp"
+
+namespace dstack::applets {
+
+class Daemon {
+public:
+    Daemon(std::string name, int threads);
+
+    net::Runtime& runtime() { return runtime_; }
+
+    // Each address as net::listen_address takes it; "systemd" takes every inherited socket.
+    Result<void> listen(const std::vector<std::string>& addresses);
+
+    // Serves HTTP on every listener until stopped; returns the exit status (0 after a graceful stop).
+    int serve_http(net::http::Handler handler, net::http::ServerOptions options,
+                   std::shared_ptr<net::tls::ServerContext> tls_context = nullptr);
+
+private:
+    std::string name_;
+    net::Runtime runtime_;
+    std::vector<net::ListenerPtr> listeners_;
+};
+
+}  // namespace dstack::applets
