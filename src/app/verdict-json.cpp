@@ -102,9 +102,20 @@ std::string verdict_json(const Verdict& verdict) {
     }
 
     key(out, "checks");
+    auto checks = checks_json(verdict.checks);
+    out.RawValue(checks.data(), checks.size(), rapidjson::kArrayType);
+    out.EndObject();
+    return buffer.GetString();
+}
+
+std::string checks_json(const std::vector<tee::Check>& checks) {
+    rapidjson::StringBuffer buffer;
+    JsonWriter out(buffer);
     out.StartArray();
-    for (const auto& check : verdict.checks) {
+    for (const auto& check : checks) {
         out.StartObject();
+        key(out, "id");
+        string(out, check.id);
         key(out, "name");
         string(out, check.name);
         key(out, "state");
@@ -114,8 +125,7 @@ std::string verdict_json(const Verdict& verdict) {
         out.EndObject();
     }
     out.EndArray();
-    out.EndObject();
-    return buffer.GetString();
+    return std::string(buffer.GetString(), buffer.GetSize());
 }
 
 std::string app_info_json(const AppInfo& info) {

@@ -1,8 +1,10 @@
 // From evidence to one verdict. DCAP first (its checks lead the list); then what only a dstack
 // verifier knows: the event log replayed into the quote's RTMRs, the report-data binding, the
-// identity values, the caller's expectations, and the TCB policy. A check whose inputs are absent
+// identity values, the RA-TLS certificate, the caller's expectations, and the debug and TCB policy. A check whose inputs are absent
 // is "not checked" with the reason, never passed.
 #include "dstack/app/verdict.hpp"
+
+#include "check-list.hpp"
 
 #include <algorithm>
 
@@ -26,23 +28,11 @@ namespace {
 using tee::Check;
 using tee::CheckState;
 
-class CheckList {
-public:
-    explicit CheckList(std::vector<Check>& checks) : checks_(checks) {}
-    void pass(std::string name, std::string detail = {}) { checks_.push_back({std::move(name), CheckState::passed, std::move(detail)}); }
-    void fail(std::string name, std::string detail) { checks_.push_back({std::move(name), CheckState::failed, std::move(detail)}); }
-    void skip(std::string name, std::string reason) { checks_.push_back({std::move(name), CheckState::not_checked, std::move(reason)}); }
-    // passed when equal, failed with both values otherwise.
-    void compare(std::string name, ByteView expected, ByteView actual) {
-        if (std::equal(expected.begin(), expected.end(), actual.begin(), actual.end()))
-            pass(std::move(name), hex_encode(actual));
-        else
-            fail(std::move(name), fmt::format("expected {}, got {}", hex_encode(expected), hex_encode(actual)));
-    }
-
-private:
-    std::vector<Check>& checks_;
-};
+const CheckName boot_rtmrs_check{check_id::boot_rtmrs, "event log replays RTMR0-2"};
+const CheckName runtime_rtmr_check{check_id::runtime_rtmr, "runtime events replay RTMR3"};
+const CheckName app_identity_check{check_id::app_identity, "app identity"};
+const CheckName debug_check{check_id::debug, "debug mode"};
+const CheckName tcb_policy_check{check_id::tcb_policy, "TCB policy"};
 
 std::vector<tee::TdxEvent> runtime_events_of(const tee::Evidence& evidence) {
     if (evidence.runtime_events) return *evidence.runtime_events;
@@ -53,7 +43,7 @@ std::vector<tee::TdxEvent> runtime_events_of(const tee::Evidence& evidence) {
 }
 
 void check_boot_rtmrs(const tee::Evidence& evidence, const tee::TdReport10& td, CheckList& checks) {
-    const std::string name = "event log replays RTMR0-2";
+    const auto& name = boot_rtmrs_check;
     if (evidence.event_log.empty()) return checks.skip(name, "the input carries no event log");
     std::vector<const tee::TdxEvent*> boot_events;
     for (const auto& event : evidence.event_log)
@@ -85,7 +75,7 @@ void check_boot_rtmrs(const tee::Evidence& evidence, const tee::TdReport10& td, 
 // Returns whether RTMR3 was verified (identity values rest on it).
 bool check_runtime_rtmr(const tee::Evidence& evidence, const std::vector<tee::TdxEvent>& runtime_events,
                         const tee::TdReport10& td, CheckList& checks) {
-    const std::string name = "runtime events replay RTMR3";
+    const auto& name = runtime_rtmr_check;
     if (evidence.event_log.empty() && !evidence.runtime_events) {
         checks.skip(name, "the input carries no event log");
         return false;
@@ -112,8 +102,19 @@ Bytes padded_report_data(ByteView given) {
     return out;
 }
 
+// Step 15 of DCAP already refused a debug TD or enclave unless the policy allows debug; this says
+// which of the two it was, so that an allowed debug quote is never reported as a production one.
+void check_debug(const Verdict& verdict, const Policy& policy, CheckList& checks) {
+    if (!verdict.dcap.ok()) return checks.skip(debug_check, "the quote did not verify");
+    const auto& quote = verdict.dcap.report->quote;
+    if (!tee::is_debug(quote)) return checks.pass(debug_check, quote.is_tdx() ? "not a debug TD" : "not a debug enclave");
+    if (!policy.allow_debug)
+        return checks.fail(debug_check, fmt::format("a debug {} is not accepted by the policy", quote.is_tdx() ? "TD" : "enclave"));
+    checks.pass(debug_check, "debug (allowed by --allow-debug)");
+}
+
 void check_policy(const Verdict& verdict, const Policy& policy, CheckList& checks) {
-    const std::string name = "TCB policy";
+    const auto& name = tcb_policy_check;
     if (!verdict.dcap.ok()) return checks.skip(name, "the quote did not verify");
     const auto& tcb = verdict.dcap.report->verdict;
     bool status_ok = std::find(policy.allowed_statuses.begin(), policy.allowed_statuses.end(), tcb.status) !=
@@ -131,8 +132,8 @@ void check_policy(const Verdict& verdict, const Policy& policy, CheckList& check
 
 }  // namespace
 
-Verdict verify_evidence(const tee::Evidence& evidence, const tee::Collateral& collateral, const tee::DcapOptions& options,
-                        const Policy& policy, const Expectations& expectations) {
+Verdict verify_evidence(const tee::Evidence& evidence, const tee::ParsedQuote& parsed, const tee::Collateral& collateral,
+                        const tee::DcapOptions& options, const Policy& policy, const Expectations& expectations) {
     Verdict verdict;
     verdict.source = evidence.source;
     verdict.verified_at = options.now;
@@ -141,19 +142,14 @@ Verdict verify_evidence(const tee::Evidence& evidence, const tee::Collateral& co
 
     tee::DcapOptions dcap_options = options;
     dcap_options.allow_debug = policy.allow_debug;
-    verdict.dcap = tee::verify_quote(evidence.quote, collateral, dcap_options);
+    verdict.dcap = tee::verify_quote(parsed, collateral, dcap_options);
     verdict.checks = verdict.dcap.checks;
     CheckList checks(verdict.checks);
 
     // The body values: verified when DCAP passed, otherwise only parsed (the verdict is invalid then).
-    std::optional<tee::Quote> quote;
-    if (verdict.dcap.ok()) {
-        quote = verdict.dcap.report->quote;
-    } else if (auto parsed = tee::parse_quote(evidence.quote)) {
-        quote = std::move(*parsed);
-    }
+    if (parsed.quote) verdict.quote = *parsed.quote;
+    const tee::Quote* quote = verdict.quote ? &*verdict.quote : nullptr;
     const tee::TdReport10* td = quote ? quote->td_report() : nullptr;
-    verdict.quote = quote;
 
     if (td) {
         check_boot_rtmrs(evidence, *td, checks);
@@ -162,48 +158,63 @@ Verdict verify_evidence(const tee::Evidence& evidence, const tee::Collateral& co
         if (rtmr3_verified) {
             ByteView ppid = verdict.dcap.ok() ? ByteView(verdict.dcap.report->ppid) : ByteView();
             verdict.app_info = decode_app_info(*td, runtime_events, ppid);
-            checks.pass("app identity", "from the replayed runtime events");
+            checks.pass(app_identity_check, "from the replayed runtime events");
         } else {
-            checks.skip("app identity", "RTMR3 was not verified");
+            checks.skip(app_identity_check, "RTMR3 was not verified");
         }
     } else {
         std::string reason = quote ? "an SGX quote has no TD event log" : "the quote could not be parsed";
-        checks.skip("event log replays RTMR0-2", reason);
-        checks.skip("runtime events replay RTMR3", reason);
-        checks.skip("app identity", reason);
+        checks.skip(boot_rtmrs_check, reason);
+        checks.skip(runtime_rtmr_check, reason);
+        checks.skip(app_identity_check, reason);
     }
 
+    const CheckName binding_check{check_id::report_data, "report data matches the attestation"};
+    const CheckName certificate_key_check{check_id::certificate_key, "certificate key bound to the quote"};
+    const CheckName report_data_check{check_id::expected_report_data, "expected report data"};
     if (quote) {
         const auto& report_data = quote->report_data();
-        if (evidence.report_data)
-            checks.compare("report data matches the attestation", padded_report_data(*evidence.report_data), report_data);
+        if (evidence.report_data) checks.compare(binding_check, padded_report_data(*evidence.report_data), report_data);
         if (evidence.certificate_spki)
-            checks.compare("certificate key bound to the quote", report_data_for("ratls-cert", *evidence.certificate_spki),
-                           report_data);
-        if (expectations.report_data) checks.compare("expected report data", padded_report_data(*expectations.report_data), report_data);
-    } else if (expectations.report_data) {
-        checks.skip("expected report data", "the quote could not be parsed");
+            checks.compare(certificate_key_check, report_data_for("ratls-cert", *evidence.certificate_spki), report_data);
+    } else {
+        if (evidence.report_data) checks.skip(binding_check, "the quote could not be parsed");
+        if (evidence.certificate_spki) checks.skip(certificate_key_check, "the quote could not be parsed");
+    }
+    check_ratls_certificates(evidence.certificates, options.now, checks);
+    if (expectations.report_data) {
+        if (quote) checks.compare(report_data_check, padded_report_data(*expectations.report_data), quote->report_data());
+        else checks.skip(report_data_check, "the quote could not be parsed");
     }
 
-    auto expect_identity = [&](std::string name, const std::optional<Bytes>& expected, const Bytes AppInfo::*field) {
+    auto expect_identity = [&](const CheckName& check, const std::optional<Bytes>& expected, const Bytes AppInfo::*field) {
         if (!expected) return;
-        if (!verdict.app_info) return checks.fail(std::move(name), "no verified app identity (RTMR3 not verified)");
-        checks.compare(std::move(name), *expected, (*verdict.app_info).*field);
+        if (!verdict.app_info) return checks.fail(check, "no verified app identity (RTMR3 not verified)");
+        checks.compare(check, *expected, (*verdict.app_info).*field);
     };
-    expect_identity("expected compose hash", expectations.compose_hash, &AppInfo::compose_hash);
-    expect_identity("expected app id", expectations.app_id, &AppInfo::app_id);
-    expect_identity("expected OS image hash", expectations.os_image_hash, &AppInfo::os_image_hash);
+    expect_identity({check_id::expected_compose_hash, "expected compose hash"}, expectations.compose_hash, &AppInfo::compose_hash);
+    expect_identity({check_id::expected_app_id, "expected app id"}, expectations.app_id, &AppInfo::app_id);
+    if (expectations.os_image_hash) {
+        // The event is what the booted OS says about itself; only the image's measurement
+        // (MRTD, RTMR0-2 computed from it) would tie the hash to what actually booted.
+        expect_identity({check_id::expected_os_image_hash_event, "expected os-image-hash event (RTMR3)"},
+                        expectations.os_image_hash, &AppInfo::os_image_hash);
+        checks.skip({check_id::os_image_measurement, "OS image measurement"},
+                    "MRTD and RTMR0-2 were not computed from the OS image (this verifier does not measure OS images yet): "
+                    "--os-image-hash was compared with the os-image-hash event only, which the booted OS writes itself");
+    }
 
-    auto expect_measurement = [&](std::string name, const std::optional<Bytes>& expected, const tee::Fixed<48>* actual) {
+    auto expect_measurement = [&](const CheckName& check, const std::optional<Bytes>& expected, const tee::Fixed<48>* actual) {
         if (!expected) return;
-        if (!actual) return checks.fail(std::move(name), "the quote has no TD report");
-        checks.compare(std::move(name), *expected, *actual);
+        if (!actual) return checks.fail(check, quote ? "the quote has no TD report" : "the quote could not be parsed");
+        checks.compare(check, *expected, *actual);
     };
-    expect_measurement("expected MRTD", expectations.mrtd, td ? &td->mr_td : nullptr);
-    expect_measurement("expected RTMR0", expectations.rtmr[0], td ? &td->rt_mr0 : nullptr);
-    expect_measurement("expected RTMR1", expectations.rtmr[1], td ? &td->rt_mr1 : nullptr);
-    expect_measurement("expected RTMR2", expectations.rtmr[2], td ? &td->rt_mr2 : nullptr);
+    expect_measurement({check_id::expected_mrtd, "expected MRTD"}, expectations.mrtd, td ? &td->mr_td : nullptr);
+    const tee::Fixed<48>* rtmrs[3] = {td ? &td->rt_mr0 : nullptr, td ? &td->rt_mr1 : nullptr, td ? &td->rt_mr2 : nullptr};
+    for (int i = 0; i < 3; ++i)
+        expect_measurement({check_id::expected_rtmr[i], fmt::format("expected RTMR{}", i)}, expectations.rtmr[i], rtmrs[i]);
 
+    check_debug(verdict, policy, checks);
     check_policy(verdict, policy, checks);
 
     // Details quote hostile input (PEM labels, names): keep every output printable and valid UTF-8.
@@ -219,6 +230,11 @@ Verdict verify_evidence(const tee::Evidence& evidence, const tee::Collateral& co
     else if (!verdict.valid)
         verdict.reason = verdict.dcap.error ? verdict.dcap.error->message : "the quote did not verify";
     return verdict;
+}
+
+Verdict verify_evidence(const tee::Evidence& evidence, const tee::Collateral& collateral, const tee::DcapOptions& options,
+                        const Policy& policy, const Expectations& expectations) {
+    return verify_evidence(evidence, tee::ParsedQuote(evidence.quote), collateral, options, policy, expectations);
 }
 
 }  // namespace dstack::app

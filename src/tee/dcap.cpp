@@ -26,6 +26,17 @@ std::string_view check_state_name(CheckState state) {
     return "not checked";
 }
 
+const Check* find_check(const std::vector<Check>& checks, std::string_view id) {
+    auto it = std::find_if(checks.begin(), checks.end(), [&](const Check& check) { return check.id == id; });
+    return it == checks.end() ? nullptr : &*it;
+}
+
+bool is_debug(const Quote& quote) {
+    if (const auto* enclave = quote.enclave_report()) return (enclave->attributes[0] & 0x02) != 0;
+    if (const auto* td = quote.td_report()) return (td->td_attributes[0] & 0x01) != 0;
+    return false;
+}
+
 namespace {
 
 // The window of `now` values for which a time-dependent outcome stays the same.
@@ -96,8 +107,42 @@ namespace {
 
 constexpr std::string_view quote_collateral = "quote_collateral";
 
-Check passed(std::string name, std::string detail = {}) { return {std::move(name), CheckState::passed, std::move(detail)}; }
-Check failed(std::string name, const Error& error) { return {std::move(name), CheckState::failed, error.message}; }
+// A step's stable id and its display name.
+struct Step {
+    std::string_view id;
+    std::string_view name;
+};
+
+constexpr Step step_crls{check_id::crls, "CRLs"};
+constexpr Step step_quote_format{check_id::quote_format, "quote format"};
+constexpr Step step_tcb_info_validity{check_id::tcb_info_validity, "TCB Info validity"};
+constexpr Step step_tcb_info_chain{check_id::tcb_info_chain, "TCB Info signing chain"};
+constexpr Step step_tcb_info_signature{check_id::tcb_info_signature, "TCB Info signature"};
+constexpr Step step_qe_identity_validity{check_id::qe_identity_validity, "QE Identity validity"};
+constexpr Step step_qe_identity_chain{check_id::qe_identity_chain, "QE Identity signing chain"};
+constexpr Step step_qe_identity_signature{check_id::qe_identity_signature, "QE Identity signature"};
+constexpr Step step_qe_identity_kind{check_id::qe_identity_kind, "QE Identity kind"};
+constexpr Step step_pck_chain{check_id::pck_chain, "PCK certificate chain"};
+constexpr Step step_qe_report_signature{check_id::qe_report_signature, "QE report signature"};
+constexpr Step step_qe_report_binding{check_id::qe_report_binding, "QE report binds the attestation key"};
+constexpr Step step_qe_identity_match{check_id::qe_identity_match, "QE identity"};
+constexpr Step step_quote_signature{check_id::quote_signature, "quote signature"};
+constexpr Step step_platform_tcb{check_id::platform_tcb, "platform TCB level"};
+constexpr Step step_tcb_status{check_id::tcb_status, "TCB status"};
+constexpr Step step_report_attributes{check_id::report_attributes, "report attributes"};
+
+// Every step, in order: those a failure ends the run before are listed as not checked.
+constexpr std::array<Step, 17> all_steps = {
+    step_crls, step_quote_format, step_tcb_info_validity, step_tcb_info_chain, step_tcb_info_signature,
+    step_qe_identity_validity, step_qe_identity_chain, step_qe_identity_signature, step_qe_identity_kind, step_pck_chain,
+    step_qe_report_signature, step_qe_report_binding, step_qe_identity_match, step_quote_signature, step_platform_tcb,
+    step_tcb_status, step_report_attributes};
+
+Check make_check(Step step, CheckState state, std::string detail) {
+    return {std::string(step.id), std::string(step.name), state, std::move(detail)};
+}
+Check passed(Step step, std::string detail = {}) { return make_check(step, CheckState::passed, std::move(detail)); }
+Check failed(Step step, const Error& error) { return make_check(step, CheckState::failed, error.message); }
 
 // A PEM chain: a PEM syntax error is an error; text without certificates is an empty chain (dcap-qvl
 // then says the chain is too short).
@@ -139,13 +184,14 @@ struct SignedDocumentRule {
     std::string_view expired;        // dcap-qvl's texts
     std::string_view future;
     std::string_view signature_name; // "tcb_info" / "qe_identity"
+    Step validity, chain, signature;
 };
 
 Result<void> check_signed_document(const SignedDocumentRule& rule, std::string_view text, ByteView signature,
                                    std::string_view issuer_chain, UnixSeconds issue_date, UnixSeconds next_update,
                                    const crypto::Certificate& anchor, const std::vector<Crl>& crls, UnixSeconds now,
                                    std::vector<Check>& checks, TimeWindow& window) {
-    std::string dates = fmt::format("{} validity", rule.label);
+    Step dates = rule.validity;
     if (now < issue_date) {
         Error error{std::string(rule.future)};
         checks.push_back(failed(dates, error));
@@ -159,7 +205,7 @@ Result<void> check_signed_document(const SignedDocumentRule& rule, std::string_v
     window.narrow(issue_date, next_update);
     checks.push_back(passed(dates, fmt::format("valid {} .. {}", format_rfc3339(issue_date), format_rfc3339(next_update))));
 
-    std::string chain_name = fmt::format("{} signing chain", rule.label);
+    Step chain_name = rule.chain;
     auto chain = certificates_in(issuer_chain);
     if (!chain) {
         auto error = std::move(chain).take_error().context(fmt::format("Failed to parse the {} issuer chain", rule.label));
@@ -179,7 +225,7 @@ Result<void> check_signed_document(const SignedDocumentRule& rule, std::string_v
     narrow_by_chain(window, *chain);
     checks.push_back(passed(chain_name, chain->front().subject_text()));
 
-    std::string signature_check = fmt::format("{} signature", rule.label);
+    Step signature_check = rule.signature;
     Error bad_signature{fmt::format("Signature is invalid for {} in {}", rule.signature_name, quote_collateral)};
     if (signature.size() < 32) {
         Error error{"Invalid key length"};
@@ -206,28 +252,30 @@ std::shared_ptr<const CollateralOutcome> evaluate_collateral(const Collateral& c
         auto crl = Crl::from_der(*der);
         if (!crl) {
             outcome->crl_error = std::move(crl).take_error().context(fmt::format("Failed to parse CRL ({})", name));
-            outcome->crl_checks.push_back(failed("CRLs", *outcome->crl_error));
+            outcome->crl_checks.push_back(failed(step_crls, *outcome->crl_error));
             return outcome;
         }
         outcome->crls.push_back(std::move(*crl));
     }
     if (auto ok = check_anchor_not_revoked(anchor, outcome->crls, now); !ok) {
         outcome->crl_error = std::move(ok).take_error();
-        outcome->crl_checks.push_back(failed("CRLs", *outcome->crl_error));
+        outcome->crl_checks.push_back(failed(step_crls, *outcome->crl_error));
         return outcome;
     }
     narrow_by_crls(window, outcome->crls);
-    outcome->crl_checks.push_back(passed("CRLs", "root CA CRL and PCK CRL parsed; trust anchor not revoked"));
+    outcome->crl_checks.push_back(passed(step_crls, "root CA CRL and PCK CRL parsed; trust anchor not revoked"));
 
     // Step 4: TCB info.
     auto& checks = outcome->document_checks;
     auto tcb_info = parse_tcb_info(collateral.tcb_info);
     if (!tcb_info) {
         outcome->document_error = std::move(tcb_info).take_error();  // already says "Failed to decode TcbInfo"
-        checks.push_back(failed("TCB Info validity", *outcome->document_error));
+        checks.push_back(failed(step_tcb_info_validity, *outcome->document_error));
         return outcome;
     }
-    static constexpr SignedDocumentRule tcb_rule{"TCB Info", "TCBInfo expired", "TCBInfo issue date is in the future", "tcb_info"};
+    static constexpr SignedDocumentRule tcb_rule{"TCB Info",          "TCBInfo expired",       "TCBInfo issue date is in the future",
+                                                 "tcb_info",          step_tcb_info_validity, step_tcb_info_chain,
+                                                 step_tcb_info_signature};
     if (auto ok = check_signed_document(tcb_rule, collateral.tcb_info, collateral.tcb_info_signature,
                                         collateral.tcb_info_issuer_chain, tcb_info->issue_date, tcb_info->next_update,
                                         anchor, outcome->crls, now, checks, window);
@@ -243,11 +291,12 @@ std::shared_ptr<const CollateralOutcome> evaluate_collateral(const Collateral& c
     auto qe_identity = parse_qe_identity(collateral.qe_identity);
     if (!qe_identity) {
         outcome->document_error = std::move(qe_identity).take_error();  // already says "Failed to decode QeIdentity"
-        checks.push_back(failed("QE Identity validity", *outcome->document_error));
+        checks.push_back(failed(step_qe_identity_validity, *outcome->document_error));
         return outcome;
     }
     static constexpr SignedDocumentRule qe_rule{"QE Identity", "QE Identity expired", "QE Identity issue date is in the future",
-                                                "qe_identity"};
+                                                "qe_identity", step_qe_identity_validity, step_qe_identity_chain,
+                                                step_qe_identity_signature};
     if (auto ok = check_signed_document(qe_rule, collateral.qe_identity, collateral.qe_identity_signature,
                                         collateral.qe_identity_issuer_chain, qe_identity->issue_date,
                                         qe_identity->next_update, anchor, outcome->crls, now, checks, window);
@@ -483,6 +532,13 @@ Result<void> check_report_attributes(const Quote& quote, const DcapOptions& opti
     return {};
 }
 
+// What step 15 established; a debug TD or enclave passes it only when the policy allows debug.
+std::string report_attributes_text(const Quote& quote) {
+    bool debug = is_debug(quote);
+    if (!quote.is_tdx()) return debug ? "debug enclave (allowed by the policy)" : "not a debug enclave";
+    return fmt::format("{}, no reserved bits, SEPT_VE_DISABLE set", debug ? "debug TD (allowed by the policy)" : "not a debug TD");
+}
+
 // Runs the steps and records each; the first failure ends the run and names the rest "not checked".
 class Pipeline {
 public:
@@ -491,30 +547,21 @@ public:
     void record(std::vector<Check> checks) {
         for (auto& check : checks) result_.checks.push_back(std::move(check));
     }
-    void pass(std::string name, std::string detail = {}) { result_.checks.push_back(passed(std::move(name), std::move(detail))); }
-    void fail(std::string name, Error error) {
-        result_.checks.push_back(failed(std::move(name), error));
+    void pass(Step step, std::string detail = {}) { result_.checks.push_back(passed(step, std::move(detail))); }
+    void fail(Step step, Error error) {
+        result_.checks.push_back(failed(step, error));
         result_.error = std::move(error);
     }
     // Marks the steps after a failure.
-    template <typename Names>
-    void skip_rest(const Names& names) {
-        std::string reason = "an earlier check failed";
-        for (auto name : names) {
-            bool already = std::any_of(result_.checks.begin(), result_.checks.end(), [&](const Check& c) { return c.name == name; });
-            if (!already) result_.checks.push_back({std::string(name), CheckState::not_checked, reason});
-        }
+    void skip_rest() {
+        for (auto step : all_steps)
+            if (!find_check(result_.checks, step.id))
+                result_.checks.push_back(make_check(step, CheckState::not_checked, "an earlier check failed"));
     }
 
 private:
     DcapResult& result_;
 };
-
-constexpr std::array<std::string_view, 17> all_check_names = {
-    "CRLs", "quote format", "TCB Info validity", "TCB Info signing chain", "TCB Info signature", "QE Identity validity",
-    "QE Identity signing chain", "QE Identity signature", "QE Identity kind", "PCK certificate chain",
-    "QE report signature", "QE report binds the attestation key", "QE identity", "quote signature",
-    "platform TCB level", "TCB status", "report attributes"};
 
 std::string verdict_text(const TcbVerdict& verdict) {
     if (verdict.advisory_ids.empty()) return std::string(tcb_status_name(verdict.status));
@@ -523,7 +570,7 @@ std::string verdict_text(const TcbVerdict& verdict) {
     return text + ")";
 }
 
-void run_pipeline(ByteView raw_quote, const Collateral& collateral, const DcapOptions& options, DcapResult& result) {
+void run_pipeline(const ParsedQuote& parsed, const Collateral& collateral, const DcapOptions& options, DcapResult& result) {
     Pipeline steps(result);
     const crypto::Certificate& anchor = options.trust_anchor ? *options.trust_anchor : intel_sgx_root_ca();
     UnixSeconds now = options.now;
@@ -538,10 +585,10 @@ void run_pipeline(ByteView raw_quote, const Collateral& collateral, const DcapOp
     }
 
     // Step 3.
-    auto quote = parse_quote(raw_quote);
-    if (!quote) return steps.fail("quote format", std::move(quote).take_error().context("Failed to decode quote"));
-    if (auto ok = check_quote_header(*quote); !ok) return steps.fail("quote format", std::move(ok).take_error());
-    steps.pass("quote format", fmt::format("{} v{}{}", quote->is_tdx() ? "TDX" : "SGX", quote->header.version,
+    if (!parsed.quote) return steps.fail(step_quote_format, parsed.quote.error().context("Failed to decode quote"));
+    const Quote* quote = &*parsed.quote;
+    if (auto ok = check_quote_header(*quote); !ok) return steps.fail(step_quote_format, std::move(ok).take_error());
+    steps.pass(step_quote_format, fmt::format("{} v{}{}", quote->is_tdx() ? "TDX" : "SGX", quote->header.version,
                                            std::holds_alternative<TdReport15>(quote->body) ? " (TD 1.5 body)" : ""));
 
     // Steps 4-6.
@@ -555,8 +602,8 @@ void run_pipeline(ByteView raw_quote, const Collateral& collateral, const DcapOp
 
     // Step 7.
     if (auto ok = check_qe_identity_kind(qe_identity, quote->is_tdx()); !ok)
-        return steps.fail("QE Identity kind", std::move(ok).take_error());
-    steps.pass("QE Identity kind", fmt::format("{} v{}", qe_identity.id, qe_identity.version));
+        return steps.fail(step_qe_identity_kind, std::move(ok).take_error());
+    steps.pass(step_qe_identity_kind, fmt::format("{} v{}", qe_identity.id, qe_identity.version));
 
     // Step 8.
     std::string chain_pem;
@@ -565,60 +612,60 @@ void run_pipeline(ByteView raw_quote, const Collateral& collateral, const DcapOp
     } else if (quote->auth.certification_data_type == cert_type_pck_chain) {
         chain_pem.assign(as_chars(quote->auth.certification_data));
     } else {
-        return steps.fail("PCK certificate chain",
+        return steps.fail(step_pck_chain,
                           make_error("Unsupported DCAP PCK cert format: {}. Use CollateralClient::fetch() to obtain the PCK "
                                      "certificate.",
                                      quote->auth.certification_data_type));
     }
     auto pck = pck_chain_outcome(chain_pem, anchor, outcome->crls, now, scope);
-    if (pck->error) return steps.fail("PCK certificate chain", *pck->error);
-    steps.pass("PCK certificate chain", fmt::format("FMSPC {}, issued by {}", hex_encode(pck->extension.fmspc),
+    if (pck->error) return steps.fail(step_pck_chain, *pck->error);
+    steps.pass(step_pck_chain, fmt::format("FMSPC {}, issued by {}", hex_encode(pck->extension.fmspc),
                                                     pck->chain.size() > 1 ? pck->chain[1].subject_text() : "?"));
 
     // Step 9.
     if (!qe_report_signed_by_pck(*quote, *pck, now, scope))
-        return steps.fail("QE report signature", Error{"Signature is invalid for qe_report in quote"});
-    steps.pass("QE report signature");
+        return steps.fail(step_qe_report_signature, Error{"Signature is invalid for qe_report in quote"});
+    steps.pass(step_qe_report_signature);
 
     // Step 10.
     const auto& auth = quote->auth;
     if (auth.qe_auth_data.size() != 32)
-        return steps.fail("QE report binds the attestation key", Error{"Invalid QE auth data length"});
+        return steps.fail(step_qe_report_binding, Error{"Invalid QE auth data length"});
     auto expected = crypto::sha256(concat({auth.ecdsa_attestation_key, auth.qe_auth_data}));
     if (!std::equal(expected.begin(), expected.end(), auth.qe_report.report_data.begin()))
-        return steps.fail("QE report binds the attestation key", Error{"QE report hash mismatch"});
-    steps.pass("QE report binds the attestation key");
+        return steps.fail(step_qe_report_binding, Error{"QE report hash mismatch"});
+    steps.pass(step_qe_report_binding);
 
     // Step 11.
     auto qe_verdict = check_qe_identity_policy(auth.qe_report, qe_identity);
-    if (!qe_verdict) return steps.fail("QE identity", std::move(qe_verdict).take_error());
-    steps.pass("QE identity", fmt::format("ISVSVN {}: {}", auth.qe_report.isv_svn, verdict_text(*qe_verdict)));
+    if (!qe_verdict) return steps.fail(step_qe_identity_match, std::move(qe_verdict).take_error());
+    steps.pass(step_qe_identity_match, fmt::format("ISVSVN {}: {}", auth.qe_report.isv_svn, verdict_text(*qe_verdict)));
 
     // Step 12.
     Bytes attestation_key = concat({std::array<std::uint8_t, 1>{0x04}, auth.ecdsa_attestation_key});
-    if (!crypto::p256_verify(attestation_key, raw_quote.first(quote->signed_length), auth.ecdsa_signature))
-        return steps.fail("quote signature", Error{"ISV enclave report signature is invalid"});
-    steps.pass("quote signature");
+    if (!crypto::p256_verify(attestation_key, parsed.raw.first(quote->signed_length), auth.ecdsa_signature))
+        return steps.fail(step_quote_signature, Error{"ISV enclave report signature is invalid"});
+    steps.pass(step_quote_signature);
 
     // Step 13.
     auto platform = match_platform_tcb(tcb_info, pck->extension, *quote);
-    if (!platform) return steps.fail("platform TCB level", std::move(platform).take_error());
+    if (!platform) return steps.fail(step_platform_tcb, std::move(platform).take_error());
     TcbVerdict platform_verdict = *platform;
     if (const auto* td = quote->td_report()) {
         auto module = match_tdx_module(tcb_info, *td);
-        if (!module) return steps.fail("platform TCB level", std::move(module).take_error().context("TDX module identity check"));
+        if (!module) return steps.fail(step_platform_tcb, std::move(module).take_error().context("TDX module identity check"));
         if (*module) platform_verdict = platform_verdict.merge(**module);
     }
-    steps.pass("platform TCB level", verdict_text(platform_verdict));
+    steps.pass(step_platform_tcb, verdict_text(platform_verdict));
 
     // Step 14.
     TcbVerdict verdict = platform_verdict.merge(*qe_verdict);
-    if (verdict.status == TcbStatus::revoked) return steps.fail("TCB status", Error{"TCB status is invalid: Revoked"});
-    steps.pass("TCB status", verdict_text(verdict));
+    if (verdict.status == TcbStatus::revoked) return steps.fail(step_tcb_status, Error{"TCB status is invalid: Revoked"});
+    steps.pass(step_tcb_status, verdict_text(verdict));
 
     // Step 15.
-    if (auto ok = check_report_attributes(*quote, options); !ok) return steps.fail("report attributes", std::move(ok).take_error());
-    steps.pass("report attributes", quote->is_tdx() ? "no debug, no reserved bits, SEPT_VE_DISABLE set" : "not a debug enclave");
+    if (auto ok = check_report_attributes(*quote, options); !ok) return steps.fail(step_report_attributes, std::move(ok).take_error());
+    steps.pass(step_report_attributes, report_attributes_text(*quote));
 
     DcapReport report;
     report.verdict = std::move(verdict);
@@ -626,16 +673,16 @@ void run_pipeline(ByteView raw_quote, const Collateral& collateral, const DcapOp
     report.qe_verdict = std::move(*qe_verdict);
     report.pck = pck->extension;
     report.ppid = pck->extension.ppid;
-    report.quote = std::move(*quote);
+    report.quote = *quote;
     result.report = std::move(report);
 }
 
 }  // namespace
 
-DcapResult verify_quote(ByteView raw_quote, const Collateral& collateral, const DcapOptions& options) {
+DcapResult verify_quote(const ParsedQuote& quote, const Collateral& collateral, const DcapOptions& options) {
     DcapResult result;
-    run_pipeline(raw_quote, collateral, options, result);
-    if (!result.report) Pipeline(result).skip_rest(all_check_names);
+    run_pipeline(quote, collateral, options, result);
+    if (!result.report) Pipeline(result).skip_rest();
     return result;
 }
 
@@ -649,6 +696,10 @@ Result<void> verify_collateral(const Collateral& collateral, const DcapOptions& 
     auto pck = pck_chain_outcome(*collateral.pck_certificate_chain, anchor, outcome->crls, options.now, scope);
     if (pck->error) return *pck->error;
     return {};
+}
+
+DcapResult verify_quote(ByteView raw_quote, const Collateral& collateral, const DcapOptions& options) {
+    return verify_quote(ParsedQuote(raw_quote), collateral, options);
 }
 
 }  // namespace dstack::tee

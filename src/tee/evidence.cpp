@@ -140,12 +140,16 @@ Result<Evidence> read_json(std::string_view json) {
 }  // namespace
 
 Result<RaTlsEvidence> evidence_from_ratls_pem(std::string_view pem) {
-    auto certificate = crypto::Certificate::from_pem(pem);
-    if (!certificate) return std::move(certificate).take_error().context("RA-TLS certificate");
+    auto certificates = crypto::Certificate::chain_from_pem(pem);
+    if (!certificates) return std::move(certificates).take_error().context("RA-TLS certificate");
+    if (certificates->size() > max_ratls_certificates)
+        return make_error("RA-TLS certificate: the PEM holds {} certificates, at most {} (the certificate and its issuers) "
+                          "are accepted", certificates->size(), max_ratls_certificates);
+    const crypto::Certificate certificate = certificates->front();
     RaTlsEvidence out;
-    out.spki_der = certificate->spki_der();
+    out.spki_der = certificate.spki_der();
 
-    DSTACK_TRY(auto attestation, certificate->dstack_extension(crypto::dstack_oid::attestation));
+    DSTACK_TRY(auto attestation, certificate.dstack_extension(crypto::dstack_oid::attestation));
     if (attestation) {
         if (attestation->empty() || attestation->front() != 0x00) {
             return make_error("RA-TLS certificate: the attestation extension does not hold a V0 attestation "
@@ -154,17 +158,18 @@ Result<RaTlsEvidence> evidence_from_ratls_pem(std::string_view pem) {
         auto evidence = parse_v0_attestation(*attestation);
         if (!evidence) return std::move(evidence).take_error().context("RA-TLS certificate");
         out.evidence = std::move(*evidence);
+        out.evidence.certificates = std::move(*certificates);
         out.evidence.source = "RA-TLS certificate (V0 attestation)";
         out.evidence.certificate_spki = out.spki_der;
         return out;
     }
 
-    DSTACK_TRY(auto quote, certificate->dstack_extension(crypto::dstack_oid::tdx_quote));
+    DSTACK_TRY(auto quote, certificate.dstack_extension(crypto::dstack_oid::tdx_quote));
     if (!quote) {
         return make_error("RA-TLS certificate carries no attestation (neither extension {} nor {})",
                           crypto::dstack_oid::attestation, crypto::dstack_oid::tdx_quote);
     }
-    DSTACK_TRY(auto event_log, certificate->dstack_extension(crypto::dstack_oid::event_log));
+    DSTACK_TRY(auto event_log, certificate.dstack_extension(crypto::dstack_oid::event_log));
     if (!event_log) {
         return make_error("RA-TLS certificate has a quote but no event log (extension {})",
                           crypto::dstack_oid::event_log);
@@ -178,6 +183,7 @@ Result<RaTlsEvidence> evidence_from_ratls_pem(std::string_view pem) {
     out.evidence.event_log = std::move(*events);
     out.evidence.source = "RA-TLS certificate (quote and event log)";
     out.evidence.certificate_spki = out.spki_der;
+    out.evidence.certificates = std::move(*certificates);
     return out;
 }
 

@@ -206,7 +206,7 @@ def sim_cases(tmp):
            for n, p in events]
     request = {"quote": read_hex(quote_path), "event_log": json.dumps(log)}
 
-    common = ["--collateral", collateral, "--trust-root", root]
+    common = ["--collateral", collateral, "--trust-root", root, "--accept-simulated"]
     with serve(common + ["--skip-os-image", "--threads", "3"], "simulator, --skip-os-image") as server:
         r = Client(server, tmp).verify(request)
         d = r["details"] if r else {}
@@ -244,7 +244,7 @@ def sim_cases(tmp):
     dstack(["verify", "sim", "collateral", pki, "-o", outdated, "--status", "OutOfDate"])
     for extra, valid in [([], False), (["--allow-status", "OutOfDate"], True)]:
         label = "with --allow-status OutOfDate: valid" if valid else "strict policy: invalid"
-        with serve(["--collateral", outdated, "--trust-root", root, "--skip-os-image"] + extra,
+        with serve(["--collateral", outdated, "--trust-root", root, "--accept-simulated", "--skip-os-image"] + extra,
                    f"OutOfDate, {label.split(':')[0]}") as server:
             r = Client(server, tmp).verify(request)
             h.check(f"sim CVM, OutOfDate TCB, {label}",

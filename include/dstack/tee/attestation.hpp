@@ -8,6 +8,7 @@
 
 #include "dstack/base/bytes.hpp"
 #include "dstack/base/result.hpp"
+#include "dstack/crypto/certificate.hpp"
 #include "dstack/tee/eventlog.hpp"
 
 namespace dstack::tee {
@@ -30,7 +31,12 @@ struct Evidence {
     // From an RA-TLS certificate: its SubjectPublicKeyInfo, which the quote's report data must
     // commit to (SHA-512("ratls-cert:" || SPKI)), or the evidence could sit in anyone's certificate.
     std::optional<Bytes> certificate_spki;
+    // The RA-TLS PEM's certificates, leaf first (a verifier checks their dates and signatures).
+    std::vector<crypto::Certificate> certificates;
 };
+
+// An RA-TLS PEM holds the certificate and at most a few issuers.
+inline constexpr std::size_t max_ratls_certificates = 8;
 
 // V0: 0x00 || AttestationQuote::DstackTdx{quote, event_log} || runtime_events || report_data[64]
 // || config; trailing bytes and other variants are errors (other platforms: "not supported").
@@ -42,7 +48,8 @@ Bytes encode_v0_attestation(const Evidence& evidence);
 // (extension 1.3.6.1.4.1.62397.1.8, else the legacy 1.1 quote + 1.2 event log).
 Result<Evidence> read_evidence(ByteView input);
 
-// Evidence from an RA-TLS certificate; also returns the certificate's SPKI for the binding check.
+// Evidence from an RA-TLS certificate (the PEM's first; any after it are its issuers, at most
+// max_ratls_certificates in all); also returns the certificate's SPKI for the binding check.
 struct RaTlsEvidence {
     Evidence evidence;
     Bytes spki_der;

@@ -69,15 +69,13 @@ int check_main(std::string_view usage, int argc, char** argv) {
     CLI::App cli{"dstack verify", "verify"};
     add_verifier_options(cli, args.verifier);
     cli.add_option("INPUT", args.input);
-    cli.add_option("--event-log", args.event_log);
-    cli.add_option("--report-data", args.report_data);
-    cli.add_option("--compose", args.compose);
-    cli.add_option("--app-id", args.app_id);
-    cli.add_option("--os-image-hash", args.os_image_hash);
-    cli.add_option("--mrtd", args.mrtd);
-    cli.add_option("--rtmr0", args.rtmr[0]);
-    cli.add_option("--rtmr1", args.rtmr[1]);
-    cli.add_option("--rtmr2", args.rtmr[2]);
+    non_empty(cli.add_option("--event-log", args.event_log));
+    non_empty(cli.add_option("--report-data", args.report_data));
+    non_empty(cli.add_option("--compose", args.compose));
+    non_empty(cli.add_option("--app-id", args.app_id));
+    non_empty(cli.add_option("--os-image-hash", args.os_image_hash));
+    non_empty(cli.add_option("--mrtd", args.mrtd));
+    for (int i = 0; i < 3; ++i) non_empty(cli.add_option(fmt::format("--rtmr{}", i), args.rtmr[i]));
     cli.add_flag("--json", args.json);
     if (auto done = parse_command_line(cli, usage, argc, argv)) return *done;
     if (args.input.empty()) return usage_error("no INPUT given (see dstack verify --help)");
@@ -114,21 +112,22 @@ int check_main(std::string_view usage, int argc, char** argv) {
         evidence->event_log = std::move(*events);
     }
 
-    // Collateral is chosen by the quote's platform; a quote too broken to say which platform it is
-    // from still gets a verdict (INVALID) when the collateral is given as a file.
-    auto quote = tee::parse_quote(evidence->quote);
+    // Parsed once, here: collateral is chosen by the quote's platform, and the verification reads
+    // the same parse. A quote too broken to say which platform it is from still gets a verdict
+    // (INVALID) when the collateral is given as a file.
+    const tee::ParsedQuote quote(evidence->quote);
     Result<tee::Collateral> collateral = Error{"no collateral"};
-    if (args.verifier.collateral.file || quote) {
-        collateral = quote ? obtain_collateral(args.verifier.collateral, *quote, options.now, options.trust_anchor)
-                           : obtain_collateral(args.verifier.collateral, tee::Quote{}, options.now, options.trust_anchor);
+    if (args.verifier.collateral.file || quote.quote) {
+        collateral = quote.quote ? obtain_collateral(args.verifier.collateral, *quote.quote, options.now, options.trust_anchor)
+                                 : obtain_collateral(args.verifier.collateral, tee::Quote{}, options.now, options.trust_anchor);
     } else {
-        collateral = std::move(quote).take_error().context("cannot fetch collateral for this quote");
+        collateral = quote.quote.error().context("cannot fetch collateral for this quote");
     }
     if (!collateral) return usage_error(collateral.error().message);
 
     tee::CollateralCache cache;
     options.cache = &cache;
-    auto verdict = app::verify_evidence(*evidence, *collateral, options, *policy, *expectations);
+    auto verdict = app::verify_evidence(*evidence, quote, *collateral, options, *policy, *expectations);
     if (args.json) fmt::print("{}\n", app::verdict_json(verdict));
     else fmt::print("{}", render_verdict(verdict));
     return verdict.valid ? exit_ok : exit_failure;

@@ -16,9 +16,9 @@ int collateral_main(std::string_view usage, int argc, char** argv) {
     CLI::App cli{"dstack verify collateral", "collateral"};
     cli.add_option("QUOTE", input);
     cli.add_option("-o,--output", output);
-    cli.add_option("--pccs", source.pccs_url);
-    cli.add_option("--cache-dir", source.cache_dir);
-    cli.add_option("--now", now_text);
+    non_empty(cli.add_option("--pccs", source.pccs_url));
+    non_empty(cli.add_option("--cache-dir", source.cache_dir));
+    non_empty(cli.add_option("--now", now_text));
     if (auto done = parse_command_line(cli, usage, argc, argv)) return *done;
     if (input.empty() || output.empty()) {
         fmt::print(stderr, "dstack verify collateral: usage: dstack verify collateral QUOTE -o FILE [--pccs URL]\n");

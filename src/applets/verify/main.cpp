@@ -5,7 +5,7 @@
 namespace dstack::applets {
 namespace {
 
-constexpr std::string_view usage = R"(usage: dstack verify [OPTIONS] INPUT
+constexpr std::string_view usage = R"usage(usage: dstack verify [OPTIONS] INPUT
        dstack verify collateral QUOTE -o FILE [--pccs URL] [--now TIME]
        dstack verify serve --listen ADDR [--collateral FILE | --pccs URL] [SERVE OPTIONS]
        dstack verify sim init DIR
@@ -20,7 +20,9 @@ as passed, failed or not checked (with the reason).
 INPUT (a file, or - for standard input) may be: a raw quote; the quote in hex
 (optional 0x); dstack's V0 attestation (raw or hex); a GetQuote response
 ({"quote","event_log",...}); {"attestation": "<hex>"}; an RA-TLS certificate
-(PEM). Inputs are limited to 10 MiB, quotes to 64 KiB.
+(PEM; any certificates after it are its issuers). Inputs are limited to 10 MiB,
+quotes to 64 KiB. An RA-TLS certificate must be valid at the verification time
+and signed by itself or by the next certificate of the PEM.
 
 Collateral:
   --collateral FILE     dcap-qvl's collateral JSON (offline; see 'collateral')
@@ -39,16 +41,23 @@ Policy (strict by default: only UpToDate with no advisories passes):
                         ConfigurationAndSWHardeningNeeded, OutOfDate,
                         OutOfDateConfigurationNeeded (Revoked never passes)
   --allow-advisory ID   accept this Intel advisory (repeatable; * = any)
-  --allow-debug         accept a debug TD or enclave
+  --allow-debug         accept a debug TD or enclave (reported as "debug (allowed
+                        by --allow-debug)")
 Every relaxation is printed with the verdict.
 
-Expectations (each one given becomes a check):
+Expectations (each one given becomes a check; an empty value is a usage error):
   --report-data HEX     the quote's report data (zero-padded to 64 bytes)
   --compose FILE        app-compose.json: its SHA-256 must equal compose-hash
-  --app-id HEX  --os-image-hash HEX  --mrtd HEX  --rtmr0 HEX  --rtmr1 HEX  --rtmr2 HEX
+  --app-id HEX          the app id from the runtime events
+  --os-image-hash HEX   the os-image-hash runtime event (what the booted OS says
+                        of itself: the OS image measurement is not computed yet,
+                        and the verdict says so)
+  --mrtd HEX  --rtmr0 HEX  --rtmr1 HEX  --rtmr2 HEX   the quote's measurements
 
 Output:
-  --json                one JSON object instead of the text verdict
+  --json                one JSON object instead of the text verdict; each check
+                        has a stable "id" (e.g. dcap.quote_signature) besides
+                        its "name"
   -h, --help            show this text
   --version             show the version of the dstack binary
 
@@ -69,12 +78,17 @@ Subcommands:
                         verifier does not compute OS image measurements, so
                         without it every response is is_valid false
     --threads N         requests verified at once (default 2)
+    --accept-simulated  with --trust-root: let simulated evidence be valid.
+                        With --trust-root every response says "simulated":
+                        true, and without this flag none is valid
               Without --collateral, collateral is fetched per request from the
               PCCS, through the cache. Request bodies are limited to 2 MiB.
+              Responses carry upstream's fields, then "simulated" and every
+              check ("checks": [{"id","name","state","detail"}], as --json).
   sim         the simulated TEE: a test PKI like Intel's (init), quotes with
               any body values (quote) and signed collateral (collateral);
               verify them with --trust-root DIR/root.pem
-)";
+)usage";
 
 }  // namespace
 

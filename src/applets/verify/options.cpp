@@ -33,14 +33,23 @@ std::optional<int> parse_command_line(CLI::App& cli, std::string_view usage, int
     return std::nullopt;
 }
 
+CLI::Option* non_empty(CLI::Option* option) {
+    static const CLI::Validator validator(
+        [](const std::string& value) {
+            return value.empty() ? std::string("must not be empty (leave the option out instead)") : std::string();
+        },
+        "", "NON-EMPTY");
+    return option->check(validator);
+}
+
 void add_verifier_options(CLI::App& cli, VerifierArgs& args) {
-    cli.add_option("--collateral", args.collateral.file);
-    cli.add_option("--pccs", args.collateral.pccs_url);
-    cli.add_option("--cache-dir", args.collateral.cache_dir);
-    cli.add_option("--now", args.now);
-    cli.add_option("--trust-root", args.trust_root);
-    cli.add_option("--allow-status", args.allow_status)->allow_extra_args(false);
-    cli.add_option("--allow-advisory", args.allow_advisory)->allow_extra_args(false);
+    non_empty(cli.add_option("--collateral", args.collateral.file));
+    non_empty(cli.add_option("--pccs", args.collateral.pccs_url));
+    non_empty(cli.add_option("--cache-dir", args.collateral.cache_dir));
+    non_empty(cli.add_option("--now", args.now));
+    non_empty(cli.add_option("--trust-root", args.trust_root));
+    non_empty(cli.add_option("--allow-status", args.allow_status)->allow_extra_args(false));
+    non_empty(cli.add_option("--allow-advisory", args.allow_advisory)->allow_extra_args(false));
     cli.add_flag("--allow-debug", args.allow_debug);
 }
 
@@ -48,6 +57,8 @@ Result<app::Policy> parse_policy(const std::vector<std::string>& allow_status, c
                                  bool allow_debug) {
     app::Policy policy;
     for (const auto& list : allow_status) {
+        if (list.find_first_not_of(", ") == std::string::npos)
+            return make_error("--allow-status: '{}' names no TCB status", list);
         std::size_t start = 0;
         while (start <= list.size()) {
             auto end = list.find(',', start);

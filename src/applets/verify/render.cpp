@@ -30,7 +30,7 @@ std::string policy_hint(const app::Verdict& verdict) {
     bool policy_failed = false;
     for (const auto& check : verdict.checks) {
         if (check.state != tee::CheckState::failed) continue;
-        if (check.name != "TCB policy") return {};
+        if (check.id != app::check_id::tcb_policy) return {};
         policy_failed = true;
     }
     if (!policy_failed) return {};

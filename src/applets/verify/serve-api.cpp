@@ -37,16 +37,13 @@ using json::key;
 using json::string;
 using json::strings;
 
-const tee::Check* find_check(const app::Verdict& verdict, std::string_view name) {
-    auto it = std::find_if(verdict.checks.begin(), verdict.checks.end(), [&](const tee::Check& c) { return c.name == name; });
-    return it == verdict.checks.end() ? nullptr : &*it;
-}
+const tee::Check* find_check(const app::Verdict& verdict, std::string_view id) { return tee::find_check(verdict.checks, id); }
 bool failed(const tee::Check* check) { return check && check->state == tee::CheckState::failed; }
 
-constexpr std::string_view rtmr3_check = "runtime events replay RTMR3";
-constexpr std::string_view boot_rtmrs_check = "event log replays RTMR0-2";
-constexpr std::string_view binding_check = "report data matches the attestation";
-constexpr std::string_view policy_check = "TCB policy";
+constexpr std::string_view rtmr3_check = app::check_id::runtime_rtmr;
+constexpr std::string_view boot_rtmrs_check = app::check_id::boot_rtmrs;
+constexpr std::string_view binding_check = app::check_id::report_data;
+constexpr std::string_view policy_checks[] = {app::check_id::debug, app::check_id::tcb_policy};
 
 bool event_log_verified(const app::Verdict& verdict) {
     const auto* rtmr3 = find_check(verdict, rtmr3_check);
@@ -61,8 +58,10 @@ std::string reason_for(const app::Verdict& verdict, const ResponseSettings& sett
                            verdict.dcap.error ? verdict.dcap.error->message : std::string("the quote did not verify"));
     if (const auto* check = find_check(verdict, binding_check); failed(check))
         return fmt::format("Quote verification failed: report_data mismatch: {}", check->detail);
-    if (const auto* check = find_check(verdict, policy_check); failed(check))
-        return fmt::format("Quote verification failed: {}", check->detail);
+    for (auto id : policy_checks) {
+        if (const auto* check = find_check(verdict, id); failed(check))
+            return fmt::format("Quote verification failed: {}", check->detail);
+    }
     for (auto name : {boot_rtmrs_check, rtmr3_check}) {
         if (const auto* check = find_check(verdict, name); failed(check))
             return fmt::format("Event log verification failed: {}", check->detail);
@@ -72,6 +71,7 @@ std::string reason_for(const app::Verdict& verdict, const ResponseSettings& sett
         return fmt::format("Event log verification failed: {}", rtmr3 ? rtmr3->detail : std::string("RTMR3 was not verified"));
     }
     if (!verdict.valid) return fmt::format("Quote verification failed: {}", verdict.reason);
+    if ((settings.simulated || verdict.simulated) && !settings.accept_simulated) return std::string(simulated_reason);
     if (!settings.skip_os_image) return std::string(os_image_not_verified_reason);
     return {};
 }
@@ -130,7 +130,8 @@ struct Details {
     bool boot_info = false;
 };
 
-std::string response_json(bool is_valid, std::string_view reason, const Details& details) {
+std::string response_json(bool is_valid, std::string_view reason, const Details& details, bool simulated,
+                          const std::vector<tee::Check>& checks) {
     rapidjson::StringBuffer buffer;
     JsonWriter out(buffer);
     auto optional = [&out](std::string_view name, const std::optional<std::string>& value) {
@@ -187,6 +188,11 @@ std::string response_json(bool is_valid, std::string_view reason, const Details&
         write_boot_info(out, *details.app_info, *details.tee_variant, *details.tcb_status, details.advisory_ids);
     }
     out.EndObject();
+    key(out, "simulated");
+    out.Bool(simulated);
+    key(out, "checks");
+    auto checks_text = app::checks_json(checks);
+    out.RawValue(checks_text.data(), checks_text.size(), rapidjson::kArrayType);
     out.EndObject();
     return std::string(buffer.GetString(), buffer.GetSize());
 }
@@ -234,11 +240,8 @@ Result<tee::Evidence> evidence_from_request(const VerificationRequest& request) 
     if (!events) return std::move(events).take_error().context("Failed to parse event log");
 
     tee::Evidence evidence;
-    // The request states no report data of its own: the quote's is the attestation's.
-    if (auto parsed = tee::parse_quote(*quote)) {
-        const auto& report_data = parsed->report_data();
-        evidence.report_data = Bytes(report_data.begin(), report_data.end());
-    }
+    // Upstream makes the quote's report data the attestation's; comparing the two would be a check
+    // that cannot fail, so none is made (and the quote is parsed once, by the verification).
     evidence.quote = std::move(*quote);
     evidence.event_log = std::move(*events);
     evidence.vm_config = request.vm_config;
@@ -264,9 +267,11 @@ std::string verification_response_json(const app::Verdict& verdict, const Respon
     std::string reason = reason_for(verdict, settings);
     bool is_valid = reason.empty();
     details.boot_info = is_valid;
-    return response_json(is_valid, reason, details);
+    return response_json(is_valid, reason, details, settings.simulated || verdict.simulated, verdict.checks);
 }
 
-std::string failure_response_json(std::string_view reason) { return response_json(false, reason, Details{}); }
+std::string failure_response_json(std::string_view reason, const ResponseSettings& settings) {
+    return response_json(false, reason, Details{}, settings.simulated, {});
+}
 
 }  // namespace dstack::applets::verify

@@ -36,17 +36,27 @@ Result<tee::Evidence> evidence_from_request(const VerificationRequest& request);
 struct ResponseSettings {
     // OS image measurements are not computed here; only this flag lets evidence pass without them.
     bool skip_os_image = false;
+    // The server verifies against a root CA other than Intel's (--trust-root): every response says
+    // "simulated": true, and none is valid unless the operator also chose --accept-simulated.
+    bool simulated = false;
+    bool accept_simulated = false;
 };
 
-// The VerificationResponse for a verdict: is_valid, reason and details as upstream names them.
+// The VerificationResponse for a verdict: is_valid, reason and details as upstream names them,
+// then our additions: "simulated" and every check ({"id", "name", "state", "detail"}, as --json).
 std::string verification_response_json(const app::Verdict& verdict, const ResponseSettings& settings);
 
-// A response with every detail unverified and this reason (e.g. "Internal error: ...").
-std::string failure_response_json(std::string_view reason);
+// A response with every detail unverified, no checks, and this reason (e.g. "Internal error: ...").
+std::string failure_response_json(std::string_view reason, const ResponseSettings& settings);
 
 // The text of the OS image failure while measurements are not computed.
 inline constexpr std::string_view os_image_not_verified_reason =
     "OS image hash verification failed: not implemented by this verifier "
     "(start it with --skip-os-image to accept evidence without it)";
+
+// The reason of an otherwise valid response from a server started with --trust-root.
+inline constexpr std::string_view simulated_reason =
+    "Quote verification failed: simulated TEE: the quote verified against the test root CA given with --trust-root, "
+    "not Intel's (start the verifier with --accept-simulated as well to accept simulated evidence)";
 
 }  // namespace dstack::applets::verify

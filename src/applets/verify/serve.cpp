@@ -30,6 +30,7 @@ struct ServeArgs {
     VerifierArgs verifier;
     std::string listen;
     bool skip_os_image = false;
+    bool accept_simulated = false;
     int threads = 2;
 };
 
@@ -52,13 +53,19 @@ namespace http = net::http;
 
 http::Response json_response(std::string body) { return http::Response::json(std::move(body)); }
 
+http::Response failure(const Verifier& verifier, std::string reason) {
+    return json_response(failure_response_json(reason, verifier.response));
+}
+
 asio::awaitable<http::Response> verify_body(std::shared_ptr<Verifier> verifier, std::string body) {
     auto request = parse_verification_request(body);
-    if (!request) co_return json_response(failure_response_json(fmt::format("Internal error: {}", request.error().message)));
+    if (!request) co_return failure(*verifier, fmt::format("Internal error: {}", request.error().message));
     if (request->attestation && (request->quote || request->event_log || request->vm_config))
         log::warn("POST /verify: attestation given; the top-level quote, event_log and vm_config are ignored");
     auto evidence = evidence_from_request(*request);
-    if (!evidence) co_return json_response(failure_response_json(fmt::format("Internal error: {}", evidence.error().message)));
+    if (!evidence) co_return failure(*verifier, fmt::format("Internal error: {}", evidence.error().message));
+    // Parsed once: for choosing collateral and for the verification.
+    const tee::ParsedQuote quote(evidence->quote);
 
     tee::DcapOptions options;
     options.now = verifier->now ? *verifier->now : system_now();
@@ -71,8 +78,7 @@ asio::awaitable<http::Response> verify_body(std::shared_ptr<Verifier> verifier, 
         collateral = &*verifier->collateral;
     } else {
         // Which collateral to fetch depends on the quote's platform: an unparsable quote has none.
-        auto quote = tee::parse_quote(evidence->quote);
-        if (!quote) co_return json_response(failure_response_json(fmt::format("Quote verification failed: {}", quote.error().message)));
+        if (!quote.quote) co_return failure(*verifier, fmt::format("Quote verification failed: {}", quote.quote.error().message));
         tee::PccsOptions pccs;
         pccs.base_url = verifier->collateral_source.effective_pccs_url();
         pccs.now = options.now;
@@ -80,19 +86,19 @@ asio::awaitable<http::Response> verify_body(std::shared_ptr<Verifier> verifier, 
         pccs.verification_cache = &verifier->dcap_cache;
         if (verifier->collateral_source.cache_dir) pccs.cache_dir = std::filesystem::path(*verifier->collateral_source.cache_dir);
         else pccs.cache_dir = tee::default_collateral_cache_dir();
-        std::string failure;
+        std::string fetch_error;
         try {
-            auto result = co_await verifier->fetcher.fetch(*quote, std::move(pccs));
+            auto result = co_await verifier->fetcher.fetch(*quote.quote, std::move(pccs));
             if (result) fetched = std::move(*result);
-            else failure = result.error().message;
+            else fetch_error = result.error().message;
         } catch (const std::exception& e) {
-            failure = fmt::format("fetching collateral failed: {}", e.what());
+            fetch_error = fmt::format("fetching collateral failed: {}", e.what());
         }
-        if (!fetched) co_return json_response(failure_response_json(fmt::format("Quote verification failed: {}", failure)));
+        if (!fetched) co_return failure(*verifier, fmt::format("Quote verification failed: {}", fetch_error));
         collateral = &*fetched;
     }
 
-    auto verdict = app::verify_evidence(*evidence, *collateral, options, verifier->policy, app::Expectations{});
+    auto verdict = app::verify_evidence(*evidence, quote, *collateral, options, verifier->policy, app::Expectations{});
     if (!verdict.valid) log::info("POST /verify: invalid: {}", verdict.reason);
     co_return json_response(verification_response_json(verdict, verifier->response));
 }
@@ -127,6 +133,8 @@ Result<std::shared_ptr<Verifier>> make_verifier(const ServeArgs& args) {
         DSTACK_TRY(verifier->collateral, obtain_collateral(args.verifier.collateral, tee::Quote{}, 0));
     }
     verifier->response.skip_os_image = args.skip_os_image;
+    verifier->response.simulated = verifier->trust_anchor && verifier->trust_anchor->der() != tee::intel_sgx_root_ca().der();
+    verifier->response.accept_simulated = args.accept_simulated;
     return verifier;
 }
 
@@ -136,13 +144,16 @@ int serve_main(std::string_view usage, int argc, char** argv) {
     ServeArgs args;
     CLI::App cli{"dstack verify serve", "serve"};
     add_verifier_options(cli, args.verifier);
-    cli.add_option("--listen", args.listen);
+    non_empty(cli.add_option("--listen", args.listen));
     cli.add_flag("--skip-os-image", args.skip_os_image);
+    cli.add_flag("--accept-simulated", args.accept_simulated);
     cli.add_option("--threads", args.threads);
     if (auto done = parse_command_line(cli, usage, argc, argv)) return *done;
     if (args.listen.empty()) return usage_error("--listen ADDR is required (see dstack verify --help)");
     if (args.verifier.collateral.file && args.verifier.collateral.pccs_url) return usage_error("give --collateral or --pccs, not both");
     if (args.threads < 1 || args.threads > max_threads) return usage_error(fmt::format("--threads: 1 to {}", max_threads));
+    if (args.accept_simulated && !args.verifier.trust_root)
+        return usage_error("--accept-simulated needs --trust-root: only evidence verified against a test root CA is simulated");
     auto verifier = make_verifier(args);
     if (!verifier) return usage_error(verifier.error().message);
 
@@ -164,6 +175,9 @@ int serve_main(std::string_view usage, int argc, char** argv) {
     std::fflush(stdout);
     if (!args.skip_os_image)
         log::warn("OS image measurements are not computed: every verdict is invalid unless --skip-os-image is given");
+    if (shared->response.simulated)
+        log::warn("--trust-root: verifying against a test root CA, not Intel's: every response is marked simulated{}",
+                  args.accept_simulated ? " (and accepted: --accept-simulated)" : " and invalid (--accept-simulated accepts it)");
     runtime.spawn(http::serve(**listener, handler, options), "verify serve listener");
     auto* raw_listener = listener->get();
     runtime.stop_on_signals([raw_listener] { raw_listener->close(); });

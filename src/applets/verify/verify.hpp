@@ -16,6 +16,7 @@
 
 namespace CLI {
 class App;
+class Option;
 }
 
 namespace dstack::applets::verify {
@@ -43,6 +44,9 @@ struct VerifierArgs {
     bool allow_debug = false;
 };
 void add_verifier_options(CLI::App& cli, VerifierArgs& args);
+// Makes an empty value of `option` a usage error (exit 2): an empty expectation, path or URL
+// checks nothing, and an empty hex expectation could even match. Returns `option`.
+CLI::Option* non_empty(CLI::Option* option);
 // Adds -h/--help and --version, parses, and answers those two (or a parse error, exit 2). Returns
 // the exit status when the command is already done, nullopt when it should go on.
 std::optional<int> parse_command_line(CLI::App& cli, std::string_view usage, int argc, char** argv);

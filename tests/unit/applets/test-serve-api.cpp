@@ -31,7 +31,10 @@ TEST_CASE("serve api: evidence needs a quote and an event log unless an attestat
 }
 
 TEST_CASE("serve api: a failure response reports nothing as verified") {
-    auto json = failure_response_json("Internal error: x");
+    ResponseSettings settings;
+    settings.simulated = true;
+    auto json = failure_response_json("Internal error: x", settings);
+    CHECK(json.find(R"("simulated":true)") != std::string::npos);
     CHECK(json.find(R"("is_valid":false)") != std::string::npos);
     CHECK(json.find(R"("reason":"Internal error: x")") != std::string::npos);
     CHECK(json.find(R"("quote_verified":false)") != std::string::npos);

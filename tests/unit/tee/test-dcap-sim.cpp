@@ -429,7 +429,16 @@ TEST_CASE("sim DCAP: TD and enclave attributes") {
     expect_failure(verify(debug, collateral), "Debug mode is enabled", "report attributes");
     auto allow_debug = at();
     allow_debug.allow_debug = true;
-    expect_verified(verify(debug, collateral, allow_debug));
+    auto allowed = verify(debug, collateral, allow_debug);
+    expect_verified(allowed);
+    CHECK(is_debug(allowed.report->quote));
+    // Allowed is not the same as absent: the step says it passed a debug TD.
+    CHECK(find_check(allowed.checks, check_id::report_attributes)->detail ==
+          "debug TD (allowed by the policy), no reserved bits, SEPT_VE_DISABLE set");
+    auto production = verify(tdx_quote(), collateral, allow_debug);
+    CHECK_FALSE(is_debug(production.report->quote));
+    CHECK(find_check(production.checks, check_id::report_attributes)->detail ==
+          "not a debug TD, no reserved bits, SEPT_VE_DISABLE set");
 
     expect_failure(verify(with_attributes(0, 0x02), collateral), "Reserved bits in TD attributes are set", "report attributes");
     expect_failure(verify(with_attributes(3, 0x20), collateral), "Reserved bits in TD attributes are set", "report attributes");
@@ -636,4 +645,53 @@ TEST_CASE("sim DCAP: every CRL") {
         auto result = verify(tdx_quote(), bad);
         expect_failure(result, "Failed to verify certificate chain", "PCK certificate chain");
     }
+}
+
+TEST_CASE("sim DCAP: every step has its stable id, in order, whether reached or not") {
+    const std::vector<std::string_view> ids = {
+        check_id::crls, check_id::quote_format, check_id::tcb_info_validity, check_id::tcb_info_chain,
+        check_id::tcb_info_signature, check_id::qe_identity_validity, check_id::qe_identity_chain,
+        check_id::qe_identity_signature, check_id::qe_identity_kind, check_id::pck_chain, check_id::qe_report_signature,
+        check_id::qe_report_binding, check_id::qe_identity_match, check_id::quote_signature, check_id::platform_tcb,
+        check_id::tcb_status, check_id::report_attributes};
+    auto ok = verify(tdx_quote(), tdx_collateral());
+    REQUIRE(ok.checks.size() == ids.size());
+    for (std::size_t i = 0; i < ids.size(); ++i) CHECK(ok.checks[i].id == ids[i]);
+    CHECK(find_check(ok.checks, check_id::quote_signature)->name == "quote signature");
+    CHECK(find_check(ok.checks, "dcap.no_such_step") == nullptr);
+
+    // A failure at the quote signature: the steps after it are listed under their ids as not checked.
+    auto quote = tdx_quote();
+    flip_byte(quote, v4_signature);
+    auto failed = verify(quote, tdx_collateral());
+    expect_failure(failed, "ISV enclave report signature is invalid", "quote signature");
+    REQUIRE(failed.checks.size() == ids.size());
+    for (auto id : ids) REQUIRE_MESSAGE(find_check(failed.checks, id) != nullptr, std::string(id));
+    CHECK(find_check(failed.checks, check_id::quote_signature)->state == CheckState::failed);
+    CHECK(find_check(failed.checks, check_id::report_attributes)->state == CheckState::not_checked);
+}
+
+TEST_CASE("sim DCAP: a quote parsed once by the caller verifies as its bytes do") {
+    auto bytes = tdx_quote();
+    const ParsedQuote parsed(bytes);
+    REQUIRE(parsed.quote.ok());
+    auto from_parse = verify_quote(parsed, tdx_collateral(), at());
+    expect_verified(from_parse);
+    CHECK(from_parse.report->quote.td_report()->mr_td == parsed.quote->td_report()->mr_td);
+
+    // The signature is checked over the parse's bytes.
+    auto tampered = bytes;
+    flip_byte(tampered, 48 + 136);  // MRTD
+    expect_failure(verify_quote(ParsedQuote(tampered), tdx_collateral(), at()), "ISV enclave report signature is invalid",
+                   "quote signature");
+
+    // A parse error is the quote format step's failure, after the CRLs, in dcap-qvl's words.
+    Bytes garbage(10, 0x04);
+    const ParsedQuote bad(garbage);
+    REQUIRE_FALSE(bad.quote.ok());
+    auto result = verify_quote(bad, tdx_collateral(), at());
+    expect_failure(result, "Failed to decode quote", "quote format");
+    CHECK(result.checks.front().id == check_id::crls);
+    CHECK(result.checks.front().state == CheckState::passed);
+    CHECK(verify(garbage, tdx_collateral()).error->message == result.error->message);
 }
