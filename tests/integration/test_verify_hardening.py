@@ -414,6 +414,8 @@ def main():
         print(__doc__)
         return 2
     DSTACK = os.path.abspath(sys.argv[1])
+    if os.path.isdir(DSTACK):  # scripts/test passes the build directory
+        DSTACK = os.path.join(DSTACK, "dstack")
     if not os.path.exists(vec("dcap-qvl/tdx_quote")) or shutil.which("openssl") is None:
         print(f"*** vectors missing at {VECTORS} (set DSTACK_VECTORS) or no openssl ***")
         print("test_verify_hardening: 0 passed, 1 failed")
