@@ -9,8 +9,10 @@
 namespace dstack::app {
 namespace {
 
-tee::PccsOptions pccs_options(const CollateralSource& source, UnixSeconds now) {
+tee::PccsOptions pccs_options(const CollateralSource& source, UnixSeconds now,
+                              const std::optional<crypto::Certificate>& trust_anchor) {
     tee::PccsOptions options;
+    options.trust_anchor = trust_anchor;
     options.base_url = source.effective_pccs_url();
     options.now = now;
     options.cache_dir = source.cache_dir ? std::optional<std::filesystem::path>(*source.cache_dir) : tee::default_collateral_cache_dir();
@@ -50,23 +52,26 @@ asio::awaitable<Result<Verdict>> Verifier::verify(const tee::Evidence& evidence,
     options.trust_anchor = config_.trust_anchor;
     options.cache = &dcap_cache_;
 
-    if (collateral_file_) co_return verify_evidence(evidence, *collateral_file_, options, config_.policy, expectations);
+    const tee::ParsedQuote quote(evidence.quote);  // the one parse of this verification
+    if (collateral_file_) co_return verify_evidence(evidence, quote, *collateral_file_, options, config_.policy, expectations);
 
     // Which collateral to fetch depends on the quote's platform: an unparsable quote names none.
-    auto quote = tee::parse_quote(evidence.quote);
-    if (!quote) co_return std::move(quote).take_error().context("cannot fetch collateral for this quote");
-    auto collateral = co_await tee::fetch_collateral(*quote, pccs_options(config_.collateral, options.now));
+    if (!quote.quote) co_return quote.quote.error().context("cannot fetch collateral for this quote");
+    auto pccs = pccs_options(config_.collateral, options.now, config_.trust_anchor);
+    pccs.verification_cache = &dcap_cache_;
+    auto collateral = co_await fetcher_.fetch(*quote.quote, std::move(pccs));
     if (!collateral) co_return std::move(collateral).take_error();
-    co_return verify_evidence(evidence, *collateral, options, config_.policy, expectations);
+    co_return verify_evidence(evidence, quote, *collateral, options, config_.policy, expectations);
 }
 
 Result<Verdict> Verifier::verify_blocking(const tee::Evidence& evidence, const Expectations& expectations) const {
     return net::run_blocking(verify(evidence, expectations), "fetching collateral");
 }
 
-Result<tee::Collateral> fetch_collateral_blocking(const CollateralSource& source, const tee::Quote& quote, UnixSeconds now) {
+Result<tee::Collateral> fetch_collateral_blocking(const CollateralSource& source, const tee::Quote& quote, UnixSeconds now,
+                                                  const std::optional<crypto::Certificate>& trust_anchor) {
     if (source.file) return load_collateral_file(*source.file);
-    return net::run_blocking(tee::fetch_collateral(quote, pccs_options(source, now)),
+    return net::run_blocking(tee::fetch_collateral(quote, pccs_options(source, now, trust_anchor)),
                              fmt::format("fetching collateral from {}", source.effective_pccs_url()));
 }
 

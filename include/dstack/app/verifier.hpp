@@ -18,6 +18,7 @@
 #include "dstack/base/result.hpp"
 #include "dstack/crypto/certificate.hpp"
 #include "dstack/tee/attestation.hpp"
+#include "dstack/tee/collateral-fetch.hpp"
 #include "dstack/tee/collateral.hpp"
 #include "dstack/tee/dcap.hpp"
 
@@ -61,9 +62,13 @@ private:
     VerifierConfig config_;
     std::optional<tee::Collateral> collateral_file_;
     mutable tee::CollateralCache dcap_cache_;
+    // Identical fetches shared, failures remembered: a flood of bad quotes costs few outbound requests.
+    mutable tee::CollateralFetcher fetcher_;
 };
 
-// Collateral for one quote, from the source (blocking): for `dstack verify collateral`.
-Result<tee::Collateral> fetch_collateral_blocking(const CollateralSource& source, const tee::Quote& quote, UnixSeconds now);
+// Collateral for one quote, from the source (blocking): for `dstack verify collateral`. The disk
+// cache keeps only collateral that verifies against `trust_anchor` (nullopt: Intel's root).
+Result<tee::Collateral> fetch_collateral_blocking(const CollateralSource& source, const tee::Quote& quote, UnixSeconds now,
+                                                  const std::optional<crypto::Certificate>& trust_anchor);
 
 }  // namespace dstack::app

@@ -6,6 +6,7 @@
 
 #include "support/command-line.hpp"
 #include "dstack/app/identity.hpp"
+#include "dstack/base/file.hpp"
 #include "dstack/base/hex.hpp"
 #include "dstack/tee/attestation.hpp"
 #include "verify.hpp"
@@ -39,7 +40,7 @@ Result<app::Expectations> expectations_from(const CheckArgs& args) {
         DSTACK_TRY(expected.rtmr[i], optional_hex(args.rtmr[i], fmt::format("--rtmr{}", i), 48));
     }
     if (args.compose) {
-        auto compose = read_input(*args.compose, 1024 * 1024);
+        auto compose = read_file_or_stdin(*args.compose, 1024 * 1024);
         if (!compose) return std::move(compose).take_error().context("--compose");
         expected.compose_hash = app::compose_hash(*compose);
     }
@@ -48,7 +49,7 @@ Result<app::Expectations> expectations_from(const CheckArgs& args) {
 
 // The CCEL binary log (/sys/firmware/acpi/tables/data/CCEL) or a JSON array of events.
 Result<std::vector<tee::TdxEvent>> read_event_log(const std::string& path) {
-    auto bytes = read_input(path, tee::max_event_log_size);
+    auto bytes = read_file_or_stdin(path, tee::max_event_log_size);
     if (!bytes) return std::move(bytes).take_error().context("--event-log");
     auto text = as_chars(*bytes);
     auto first = text.find_first_not_of(" \t\r\n");
@@ -57,16 +58,12 @@ Result<std::vector<tee::TdxEvent>> read_event_log(const std::string& path) {
     return events;
 }
 
-int usage_error(const std::string& message) {
-    fmt::print(stderr, "dstack verify: {}\n", message);
-    return exit_usage;
-}
-
 }  // namespace
 
 int check_main(std::string_view usage, int argc, char** argv) {
     CheckArgs args;
-    CLI::App cli{"dstack verify", "verify"};
+    Command command("dstack verify", usage, std::string(help_command));
+    auto& cli = command.cli();
     add_verifier_options(cli, args.verifier);
     cli.add_option("INPUT", args.input);
     non_empty(cli.add_option("--event-log", args.event_log));
@@ -77,60 +74,34 @@ int check_main(std::string_view usage, int argc, char** argv) {
     non_empty(cli.add_option("--mrtd", args.mrtd));
     for (int i = 0; i < 3; ++i) non_empty(cli.add_option(fmt::format("--rtmr{}", i), args.rtmr[i]));
     cli.add_flag("--json", args.json);
-    if (auto done = parse_command_line(cli, usage, argc, argv)) return *done;
-    if (args.input.empty()) return usage_error("no INPUT given (see dstack verify --help)");
-    if (args.verifier.collateral.file && args.verifier.collateral.pccs_url) return usage_error("give --collateral or --pccs, not both");
+    if (auto done = command.parse(argc, argv)) return *done;
+    if (args.input.empty()) return command.usage_error("no INPUT given");
 
-    auto policy = parse_policy(args.verifier.allow_status, args.verifier.allow_advisory, args.verifier.allow_debug);
-    if (!policy) return usage_error(policy.error().message);
+    auto config = verifier_config(args.verifier);
+    if (!config) return command.usage_error(config.error().message);
     auto expectations = expectations_from(args);
-    if (!expectations) return usage_error(expectations.error().message);
+    if (!expectations) return command.usage_error(expectations.error().message);
 
-    tee::DcapOptions options;
-    if (args.verifier.now) {
-        auto now = parse_time(*args.verifier.now);
-        if (!now) return usage_error(now.error().message);
-        options.now = *now;
-    } else {
-        options.now = system_now();
-    }
-    if (args.verifier.trust_root) {
-        auto root = read_trust_root(*args.verifier.trust_root);
-        if (!root) return usage_error(root.error().message);
-        options.trust_anchor = std::move(*root);
-    }
-
-    auto input = read_input(args.input, tee::max_attestation_size);
-    if (!input) return usage_error(input.error().message);
+    // Bad input is exit 2 too, but no usage mistake: no pointer to --help.
+    auto input = read_file_or_stdin(args.input, tee::max_attestation_size);
+    if (!input) return command.fail(input.error().message, exit_usage);
     auto evidence = tee::read_evidence(*input);
-    if (!evidence) return usage_error(fmt::format("{}: {}", args.input, evidence.error().message));
-
+    if (!evidence) return command.fail(fmt::format("{}: {}", args.input, evidence.error().message), exit_usage);
     if (args.event_log) {
-        if (!evidence->event_log.empty()) return usage_error("--event-log: the input already carries an event log");
+        if (!evidence->event_log.empty()) return command.usage_error("--event-log: the input already carries an event log");
         auto events = read_event_log(*args.event_log);
-        if (!events) return usage_error(events.error().message);
+        if (!events) return command.fail(events.error().message, exit_usage);
         evidence->event_log = std::move(*events);
     }
 
-    // Parsed once, here: collateral is chosen by the quote's platform, and the verification reads
-    // the same parse. A quote too broken to say which platform it is from still gets a verdict
-    // (INVALID) when the collateral is given as a file.
-    const tee::ParsedQuote quote(evidence->quote);
-    Result<tee::Collateral> collateral = Error{"no collateral"};
-    if (args.verifier.collateral.file || quote.quote) {
-        collateral = quote.quote ? obtain_collateral(args.verifier.collateral, *quote.quote, options.now, options.trust_anchor)
-                                 : obtain_collateral(args.verifier.collateral, tee::Quote{}, options.now, options.trust_anchor);
-    } else {
-        collateral = quote.quote.error().context("cannot fetch collateral for this quote");
-    }
-    if (!collateral) return usage_error(collateral.error().message);
-
-    tee::CollateralCache cache;
-    options.cache = &cache;
-    auto verdict = app::verify_evidence(*evidence, quote, *collateral, options, *policy, *expectations);
-    if (args.json) fmt::print("{}\n", app::verdict_json(verdict));
-    else fmt::print("{}", render_verdict(verdict));
-    return verdict.valid ? exit_ok : exit_failure;
+    auto verifier = app::Verifier::create(std::move(*config));
+    if (!verifier) return command.fail(verifier.error().message, exit_usage);
+    // No verdict without collateral: it could not be read or fetched.
+    auto verdict = (*verifier)->verify_blocking(*evidence, *expectations);
+    if (!verdict) return command.fail(verdict.error().message, exit_usage);
+    if (args.json) fmt::print("{}\n", app::verdict_json(*verdict));
+    else fmt::print("{}", render_verdict(*verdict));
+    return verdict->valid ? exit_ok : exit_failure;
 }
 
 }  // namespace dstack::applets::verify

@@ -11,36 +11,33 @@ namespace dstack::applets::verify {
 
 int collateral_main(std::string_view usage, int argc, char** argv) {
     std::string input, output;
-    CollateralSource source;
+    app::CollateralSource source;
     std::optional<std::string> now_text;
-    CLI::App cli{"dstack verify collateral", "collateral"};
+    Command command("dstack verify collateral", usage, std::string(help_command));
+    auto& cli = command.cli();
     cli.add_option("QUOTE", input);
     cli.add_option("-o,--output", output);
     non_empty(cli.add_option("--pccs", source.pccs_url));
     non_empty(cli.add_option("--cache-dir", source.cache_dir));
     non_empty(cli.add_option("--now", now_text));
-    if (auto done = parse_command_line(cli, usage, argc, argv)) return *done;
-    if (input.empty() || output.empty()) {
-        fmt::print(stderr, "dstack verify collateral: usage: dstack verify collateral QUOTE -o FILE [--pccs URL]\n");
-        return exit_usage;
-    }
+    if (auto done = command.parse(argc, argv)) return *done;
+    if (input.empty() || output.empty()) return command.usage_error("usage: dstack verify collateral QUOTE -o FILE [--pccs URL]");
     UnixSeconds now = system_now();
     if (now_text) {
-        auto parsed = parse_time(*now_text);
-        if (!parsed) return fmt::print(stderr, "dstack verify collateral: {}\n", parsed.error().message), exit_usage;
+        auto parsed = parse_now(*now_text);
+        if (!parsed) return command.usage_error(parsed.error().message);
         now = *parsed;
     }
-    auto bytes = read_input(input, tee::max_attestation_size);
-    if (!bytes) return fmt::print(stderr, "dstack verify collateral: {}\n", bytes.error().message), exit_usage;
+    auto bytes = read_file_or_stdin(input, tee::max_attestation_size);
+    if (!bytes) return command.fail(bytes.error().message, exit_usage);
     auto evidence = tee::read_evidence(*bytes);
-    if (!evidence) return fmt::print(stderr, "dstack verify collateral: {}: {}\n", input, evidence.error().message), exit_usage;
+    if (!evidence) return command.fail(fmt::format("{}: {}", input, evidence.error().message), exit_usage);
     auto quote = tee::parse_quote(evidence->quote);
-    if (!quote) return fmt::print(stderr, "dstack verify collateral: {}: {}\n", input, quote.error().message), exit_usage;
-    auto collateral = fetch_collateral_now(source, *quote, now);
-    if (!collateral) return fmt::print(stderr, "dstack verify collateral: {}\n", collateral.error().message), exit_usage;
+    if (!quote) return command.fail(fmt::format("{}: {}", input, quote.error().message), exit_usage);
+    auto collateral = app::fetch_collateral_blocking(source, *quote, now, std::nullopt);
+    if (!collateral) return command.fail(collateral.error().message, exit_usage);
     auto json = tee::collateral_to_json(*collateral);
-    if (auto written = write_file_atomic(output, as_bytes(json), 0644); !written)
-        return fmt::print(stderr, "dstack verify collateral: {}\n", written.error().message), exit_usage;
+    if (auto written = write_file_atomic(output, as_bytes(json), 0644); !written) return command.fail(written.error().message, exit_usage);
     fmt::print("wrote {} ({} bytes) from {}\n", output, json.size(), source.effective_pccs_url());
     return exit_ok;
 }

@@ -5,33 +5,11 @@
 #include <fmt/format.h>
 
 #include "support/command-line.hpp"
-#include "dstack/base/version.hpp"
+#include "dstack/base/clock.hpp"
 
 #include "verify.hpp"
 
 namespace dstack::applets::verify {
-
-std::optional<int> parse_command_line(CLI::App& cli, std::string_view usage, int argc, char** argv) {
-    bool help = false, version = false;
-    cli.set_help_flag();
-    cli.add_flag("-h,--help", help);
-    cli.add_flag("--version", version);
-    try {
-        cli.parse(argc, argv);
-    } catch (const CLI::ParseError& error) {
-        fmt::print(stderr, "{}: {} (see dstack verify --help)\n", cli.get_description(), error.what());
-        return exit_usage;
-    }
-    if (help) {
-        fmt::print("{}", usage);
-        return exit_ok;
-    }
-    if (version) {
-        fmt::print("{}\n", version_line());
-        return exit_ok;
-    }
-    return std::nullopt;
-}
 
 CLI::Option* non_empty(CLI::Option* option) {
     static const CLI::Validator validator(
@@ -76,6 +54,26 @@ Result<app::Policy> parse_policy(const std::vector<std::string>& allow_status, c
     policy.allowed_advisories = allow_advisory;
     policy.allow_debug = allow_debug;
     return policy;
+}
+
+Result<UnixSeconds> parse_now(const std::string& text) {
+    auto now = parse_time(text);
+    if (!now) return std::move(now).take_error().context("--now");
+    return now;
+}
+
+Result<app::VerifierConfig> verifier_config(const VerifierArgs& args) {
+    if (args.collateral.file && args.collateral.pccs_url) return make_error("give --collateral or --pccs, not both");
+    app::VerifierConfig config;
+    config.collateral = args.collateral;
+    DSTACK_TRY(config.policy, parse_policy(args.allow_status, args.allow_advisory, args.allow_debug));
+    if (args.now) {
+        DSTACK_TRY(config.now, parse_now(*args.now));
+    }
+    if (args.trust_root) {
+        DSTACK_TRY(config.trust_anchor, read_trust_root(*args.trust_root));
+    }
+    return config;
 }
 
 }  // namespace dstack::applets::verify

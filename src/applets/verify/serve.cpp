@@ -10,11 +10,11 @@
 #include <fmt/format.h>
 
 #include "support/command-line.hpp"
+#include "support/daemon-options.hpp"
+#include "support/daemon.hpp"
+#include "dstack/app/verifier.hpp"
 #include "dstack/base/log.hpp"
 #include "dstack/net/http-server.hpp"
-#include "dstack/net/listener.hpp"
-#include "dstack/net/runtime.hpp"
-#include "dstack/tee/collateral-fetch.hpp"
 #include "serve-api.hpp"
 #include "verify.hpp"
 
@@ -28,84 +28,52 @@ constexpr int max_threads = 64;
 
 struct ServeArgs {
     VerifierArgs verifier;
+    LoggingOptions logging;
     std::string listen;
     bool skip_os_image = false;
     bool accept_simulated = false;
     int threads = 2;
 };
 
-// Shared by every connection; read-only once serving starts, apart from the (thread-safe) cache.
-struct Verifier {
-    Verifier() = default;
-
-    CollateralSource collateral_source;
-    std::optional<tee::Collateral> collateral;  // --collateral, loaded once
-    std::optional<UnixSeconds> now;             // --now; otherwise the wall clock per request
-    std::optional<crypto::Certificate> trust_anchor;
-    app::Policy policy;
+// Shared by every connection; read-only once serving starts (the verifier's caches are thread-safe).
+struct Service {
+    Service() = default;
+    std::shared_ptr<const app::Verifier> verifier;
     ResponseSettings response;
-    tee::CollateralCache dcap_cache;
-    // Shared by every request: identical collateral fetches go out once, failures are remembered.
-    tee::CollateralFetcher fetcher;
 };
 
 namespace http = net::http;
 
 http::Response json_response(std::string body) { return http::Response::json(std::move(body)); }
 
-http::Response failure(const Verifier& verifier, std::string reason) {
-    return json_response(failure_response_json(reason, verifier.response));
+http::Response failure(const Service& service, std::string reason) {
+    return json_response(failure_response_json(reason, service.response));
 }
 
-asio::awaitable<http::Response> verify_body(std::shared_ptr<Verifier> verifier, std::string body) {
+asio::awaitable<http::Response> verify_body(std::shared_ptr<const Service> service, std::string body) {
     auto request = parse_verification_request(body);
-    if (!request) co_return failure(*verifier, fmt::format("Internal error: {}", request.error().message));
+    if (!request) co_return failure(*service, fmt::format("Internal error: {}", request.error().message));
     if (request->attestation && (request->quote || request->event_log || request->vm_config))
         log::warn("POST /verify: attestation given; the top-level quote, event_log and vm_config are ignored");
     auto evidence = evidence_from_request(*request);
-    if (!evidence) co_return failure(*verifier, fmt::format("Internal error: {}", evidence.error().message));
-    // Parsed once: for choosing collateral and for the verification.
-    const tee::ParsedQuote quote(evidence->quote);
+    if (!evidence) co_return failure(*service, fmt::format("Internal error: {}", evidence.error().message));
 
-    tee::DcapOptions options;
-    options.now = verifier->now ? *verifier->now : system_now();
-    options.trust_anchor = verifier->trust_anchor;
-    options.cache = &verifier->dcap_cache;
-
-    const tee::Collateral* collateral = nullptr;
-    std::optional<tee::Collateral> fetched;
-    if (verifier->collateral) {
-        collateral = &*verifier->collateral;
-    } else {
-        // Which collateral to fetch depends on the quote's platform: an unparsable quote has none.
-        if (!quote.quote) co_return failure(*verifier, fmt::format("Quote verification failed: {}", quote.quote.error().message));
-        tee::PccsOptions pccs;
-        pccs.base_url = verifier->collateral_source.effective_pccs_url();
-        pccs.now = options.now;
-        pccs.trust_anchor = verifier->trust_anchor;
-        pccs.verification_cache = &verifier->dcap_cache;
-        if (verifier->collateral_source.cache_dir) pccs.cache_dir = std::filesystem::path(*verifier->collateral_source.cache_dir);
-        else pccs.cache_dir = tee::default_collateral_cache_dir();
-        std::string fetch_error;
-        try {
-            auto result = co_await verifier->fetcher.fetch(*quote.quote, std::move(pccs));
-            if (result) fetched = std::move(*result);
-            else fetch_error = result.error().message;
-        } catch (const std::exception& e) {
-            fetch_error = fmt::format("fetching collateral failed: {}", e.what());
-        }
-        if (!fetched) co_return failure(*verifier, fmt::format("Quote verification failed: {}", fetch_error));
-        collateral = &*fetched;
+    std::optional<Result<app::Verdict>> verdict;
+    std::string thrown;
+    try {
+        verdict.emplace(co_await service->verifier->verify(*evidence, app::Expectations{}));
+    } catch (const std::exception& e) {
+        thrown = e.what();
     }
-
-    auto verdict = app::verify_evidence(*evidence, quote, *collateral, options, verifier->policy, app::Expectations{});
-    if (!verdict.valid) log::info("POST /verify: invalid: {}", verdict.reason);
-    co_return json_response(verification_response_json(verdict, verifier->response));
+    if (!verdict) co_return failure(*service, fmt::format("Quote verification failed: {}", thrown));
+    if (!*verdict) co_return failure(*service, fmt::format("Quote verification failed: {}", verdict->error().message));
+    if (!(*verdict)->valid) log::info("POST /verify: invalid: {}", (*verdict)->reason);
+    co_return json_response(verification_response_json(**verdict, service->response));
 }
 
-asio::awaitable<http::Response> route(std::shared_ptr<Verifier> verifier, http::Request& request) {
+asio::awaitable<http::Response> route(std::shared_ptr<const Service> service, http::Request& request) {
     if (request.path == "/verify" && request.method == "POST") {
-        co_return co_await verify_body(std::move(verifier), std::move(request.body));
+        co_return co_await verify_body(std::move(service), std::move(request.body));
     }
     if (request.path == "/health" && (request.method == "GET" || request.method == "HEAD")) {
         co_return json_response(R"({"status":"ok","service":"dstack-verifier"})");
@@ -113,75 +81,94 @@ asio::awaitable<http::Response> route(std::shared_ptr<Verifier> verifier, http::
     co_return http::Response::json_error(404, "not found");
 }
 
-int usage_error(const std::string& message) {
-    fmt::print(stderr, "dstack verify serve: {}\n", message);
-    return exit_usage;
+// Upstream's config file (dstack-verifier.toml): the keys this verifier uses fill the flags the
+// command line did not give; those it has no use for are accepted with a warning.
+void bind_upstream_config(ConfigOptions& config, CLI::App& cli) {
+    config.bind("attestation.urls.pccs", cli.get_option("--pccs"));
+    config.bind("attestation.root_ca.tdx", cli.get_option("--trust-root"));
+    config.accept("address");
+    config.accept("port");
+    config.accept("attestation.insecure_allow_external_trust_anchors");
+    const std::string no_os_image = "OS images are not measured by this verifier";
+    config.accept_unused("image_cache_dir", no_os_image);
+    config.accept_unused("image_download_url", no_os_image);
+    config.accept_unused("image_download_timeout_secs", no_os_image);
+    const std::string tdx_only = "this verifier checks Intel TDX and SGX evidence only";
+    config.accept_unused("attestation.urls.amd_kds", tdx_only);
+    for (auto root : {"gcp_tpm", "aws_nitro_enclave", "aws_nitro_tpm", "sev_snp_milan", "sev_snp_genoa", "sev_snp_turin"})
+        config.accept_unused(fmt::format("attestation.root_ca.{}", root), tdx_only);
 }
 
-Result<std::shared_ptr<Verifier>> make_verifier(const ServeArgs& args) {
-    auto verifier = std::make_shared<Verifier>();
-    verifier->collateral_source = args.verifier.collateral;
-    DSTACK_TRY(verifier->policy, parse_policy(args.verifier.allow_status, args.verifier.allow_advisory, args.verifier.allow_debug));
-    if (args.verifier.now) {
-        DSTACK_TRY(verifier->now, parse_time(*args.verifier.now));
+// --listen from the file's address and port (upstream's defaults: 0.0.0.0 and 8080), and
+// upstream's rule that a root CA from the file needs insecure_allow_external_trust_anchors.
+Result<void> apply_upstream_config(const Config& file, bool trust_root_on_command_line, ServeArgs& args) {
+    DSTACK_TRY(auto address, file.get_string("address"));
+    DSTACK_TRY(auto port, file.get_int("port"));
+    if (args.listen.empty() && (address || port)) {
+        std::string host = address ? *address : "0.0.0.0";
+        std::int64_t number = port ? *port : 8080;
+        if (number < 1 || number > 65535) return make_error("{}: key 'port' must be 1 to 65535", file.origin());
+        args.listen = host.find(':') != std::string::npos ? fmt::format("[{}]:{}", host, number) : fmt::format("{}:{}", host, number);
     }
-    if (args.verifier.trust_root) {
-        DSTACK_TRY(verifier->trust_anchor, read_trust_root(*args.verifier.trust_root));
-    }
-    // A file's collateral serves every request, whatever platform its quote is from.
-    if (args.verifier.collateral.file) {
-        DSTACK_TRY(verifier->collateral, obtain_collateral(args.verifier.collateral, tee::Quote{}, 0));
-    }
-    verifier->response.skip_os_image = args.skip_os_image;
-    verifier->response.simulated = verifier->trust_anchor && verifier->trust_anchor->der() != tee::intel_sgx_root_ca().der();
-    verifier->response.accept_simulated = args.accept_simulated;
-    return verifier;
+    DSTACK_TRY(auto external, file.get_bool("attestation.insecure_allow_external_trust_anchors"));
+    bool root_from_file = !trust_root_on_command_line && args.verifier.trust_root;
+    if (root_from_file && !external.value_or(false))
+        return make_error("{}: attestation.root_ca.tdx needs attestation.insecure_allow_external_trust_anchors = true",
+                          file.origin());
+    return {};
 }
 
 }  // namespace
 
 int serve_main(std::string_view usage, int argc, char** argv) {
     ServeArgs args;
-    CLI::App cli{"dstack verify serve", "serve"};
+    Command command("dstack verify serve", usage, std::string(help_command));
+    auto& cli = command.cli();
     add_verifier_options(cli, args.verifier);
+    add_logging_options(cli, args.logging);
+    ConfigOptions config(cli);
     non_empty(cli.add_option("--listen", args.listen));
     cli.add_flag("--skip-os-image", args.skip_os_image);
     cli.add_flag("--accept-simulated", args.accept_simulated);
     cli.add_option("--threads", args.threads);
-    if (auto done = parse_command_line(cli, usage, argc, argv)) return *done;
-    if (args.listen.empty()) return usage_error("--listen ADDR is required (see dstack verify --help)");
-    if (args.verifier.collateral.file && args.verifier.collateral.pccs_url) return usage_error("give --collateral or --pccs, not both");
-    if (args.threads < 1 || args.threads > max_threads) return usage_error(fmt::format("--threads: 1 to {}", max_threads));
+    bind_upstream_config(config, cli);
+    if (auto done = command.parse(argc, argv)) return *done;
+    if (auto logging = apply_logging(args.logging, "dstack-verifier"); !logging) return command.usage_error(logging.error().message);
+    bool trust_root_on_command_line = cli.get_option("--trust-root")->count() > 0;
+    if (auto applied = config.apply(); !applied) return command.usage_error(applied.error().message);
+    if (config.config()) {
+        if (auto applied = apply_upstream_config(*config.config(), trust_root_on_command_line, args); !applied)
+            return command.usage_error(applied.error().message);
+    }
+    if (args.listen.empty()) return command.usage_error("--listen ADDR is required (or address and port in --config)");
+    if (args.threads < 1 || args.threads > max_threads) return command.usage_error(fmt::format("--threads: 1 to {}", max_threads));
     if (args.accept_simulated && !args.verifier.trust_root)
-        return usage_error("--accept-simulated needs --trust-root: only evidence verified against a test root CA is simulated");
-    auto verifier = make_verifier(args);
-    if (!verifier) return usage_error(verifier.error().message);
+        return command.usage_error("--accept-simulated needs --trust-root: only evidence verified against a test root CA is simulated");
+    auto verifier_settings = verifier_config(args.verifier);
+    if (!verifier_settings) return command.usage_error(verifier_settings.error().message);
+    auto verifier = app::Verifier::create(std::move(*verifier_settings));
+    if (!verifier) return command.fail(verifier.error().message, exit_usage);
 
-    log::Settings settings;
-    settings.component = "dstack-verifier";
-    log::configure(settings);
+    auto service = std::make_shared<Service>();
+    service->verifier = *verifier;
+    service->response.skip_os_image = args.skip_os_image;
+    service->response.simulated = (*verifier)->simulated();
+    service->response.accept_simulated = args.accept_simulated;
 
-    net::Runtime runtime(args.threads);
-    auto listener = net::listen_address(runtime.executor(), args.listen);
-    if (!listener) return usage_error(listener.error().message);
+    Daemon daemon(command.name(), args.threads);
+    if (auto listening = daemon.listen({args.listen}); !listening) return command.fail(listening.error().message, exit_usage);
+    if (!args.skip_os_image)
+        log::warn("OS image measurements are not computed: every verdict is invalid unless --skip-os-image is given");
+    if (service->response.simulated)
+        log::warn("--trust-root: verifying against a test root CA, not Intel's: every response is marked simulated{}",
+                  args.accept_simulated ? " (and accepted: --accept-simulated)" : " and invalid (--accept-simulated accepts it)");
 
     http::ServerOptions options;
     options.limits.max_body_bytes = max_request_body;
     options.server_name = "dstack-verifier";
-
-    std::shared_ptr<Verifier> shared = std::move(*verifier);
+    std::shared_ptr<const Service> shared = std::move(service);
     http::Handler handler = [shared](http::Request& request, const http::ConnectionInfo&) { return route(shared, request); };
-    fmt::print("dstack verify serve: listening on {}\n", (*listener)->description());
-    std::fflush(stdout);
-    if (!args.skip_os_image)
-        log::warn("OS image measurements are not computed: every verdict is invalid unless --skip-os-image is given");
-    if (shared->response.simulated)
-        log::warn("--trust-root: verifying against a test root CA, not Intel's: every response is marked simulated{}",
-                  args.accept_simulated ? " (and accepted: --accept-simulated)" : " and invalid (--accept-simulated accepts it)");
-    runtime.spawn(http::serve(**listener, handler, options), "verify serve listener");
-    auto* raw_listener = listener->get();
-    runtime.stop_on_signals([raw_listener] { raw_listener->close(); });
-    return runtime.run();
+    return daemon.serve_http(std::move(handler), std::move(options));
 }
 
 }  // namespace dstack::applets::verify

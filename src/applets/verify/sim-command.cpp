@@ -11,11 +11,6 @@
 namespace dstack::applets::verify {
 namespace {
 
-int fail(const std::string& message, int code = exit_failure) {
-    fmt::print(stderr, "dstack verify sim: {}\n", message);
-    return code;
-}
-
 template <std::size_t N>
 Result<void> set_hex(const std::optional<std::string>& text, std::string_view flag, tee::Fixed<N>& field) {
     if (!text) return {};
@@ -30,10 +25,8 @@ Result<void> set_hex(const std::optional<std::string>& text, std::string_view fl
 }  // namespace
 
 int sim_main(std::string_view usage, int argc, char** argv) {
-    CLI::App cli{"dstack verify sim", "sim"};
-    cli.set_help_flag();
-    bool help = false;
-    cli.add_flag("-h,--help", help);
+    Command command("dstack verify sim", usage, std::string(help_command));
+    auto& cli = command.cli();
     cli.require_subcommand(0, 1);
 
     std::string dir, output;
@@ -63,25 +56,18 @@ int sim_main(std::string_view usage, int argc, char** argv) {
     collateral->add_flag("--sgx", sgx);
     collateral->add_option("--status", status);
     collateral->add_option("--advisory", advisories)->allow_extra_args(false);
-    try {
-        cli.parse(argc, argv);
-    } catch (const CLI::ParseError& error) {
-        return fail(fmt::format("{} (see dstack verify --help)", error.what()), exit_usage);
-    }
-    if (help || cli.get_subcommands().empty()) {
-        fmt::print("{}", usage);
-        return help ? exit_ok : exit_usage;
-    }
+    if (auto done = command.parse(argc, argv)) return *done;
+    if (cli.get_subcommands().empty()) return command.usage_error("give a subcommand: init, quote or collateral");
 
     if (init->parsed()) {
         auto pki = tee::sim::generate_pki();
-        if (!pki) return fail(pki.error().message);
-        if (auto saved = pki->save(dir); !saved) return fail(saved.error().message);
+        if (!pki) return command.fail(pki.error().message);
+        if (auto saved = pki->save(dir); !saved) return command.fail(saved.error().message);
         fmt::print("simulated PKI written to {}; verify its quotes with --trust-root {}/root.pem\n", dir, dir);
         return exit_ok;
     }
     auto pki = tee::sim::SimPki::load(dir);
-    if (!pki) return fail(pki.error().message, exit_usage);
+    if (!pki) return command.fail(pki.error().message, exit_usage);
 
     if (quote->parsed()) {
         tee::sim::SimQuoteOptions options;
@@ -89,23 +75,23 @@ int sim_main(std::string_view usage, int argc, char** argv) {
         options.td15 = td15;
         if (version == 3) {
             auto enclave = tee::sim::default_enclave_report();
-            if (auto ok = set_hex(report_data, "--report-data", enclave.report_data); !ok) return fail(ok.error().message, exit_usage);
+            if (auto ok = set_hex(report_data, "--report-data", enclave.report_data); !ok) return command.fail(ok.error().message, exit_usage);
             if (debug) enclave.attributes[0] |= 0x02;
             options.enclave = enclave;
         } else {
             auto td = tee::sim::default_td_report();
-            if (auto ok = set_hex(report_data, "--report-data", td.report_data); !ok) return fail(ok.error().message, exit_usage);
-            if (auto ok = set_hex(mrtd, "--mrtd", td.mr_td); !ok) return fail(ok.error().message, exit_usage);
-            if (auto ok = set_hex(mr_config_id, "--mr-config-id", td.mr_config_id); !ok) return fail(ok.error().message, exit_usage);
+            if (auto ok = set_hex(report_data, "--report-data", td.report_data); !ok) return command.fail(ok.error().message, exit_usage);
+            if (auto ok = set_hex(mrtd, "--mrtd", td.mr_td); !ok) return command.fail(ok.error().message, exit_usage);
+            if (auto ok = set_hex(mr_config_id, "--mr-config-id", td.mr_config_id); !ok) return command.fail(ok.error().message, exit_usage);
             tee::Fixed<48>* rtmrs[4] = {&td.rt_mr0, &td.rt_mr1, &td.rt_mr2, &td.rt_mr3};
             for (int i = 0; i < 4; ++i)
-                if (auto ok = set_hex(rtmr[i], fmt::format("--rtmr{}", i), *rtmrs[i]); !ok) return fail(ok.error().message, exit_usage);
+                if (auto ok = set_hex(rtmr[i], fmt::format("--rtmr{}", i), *rtmrs[i]); !ok) return command.fail(ok.error().message, exit_usage);
             if (debug) td.td_attributes[0] |= 0x01;
             options.td = td;
         }
         auto bytes = tee::sim::make_quote(*pki, options);
-        if (!bytes) return fail(bytes.error().message);
-        if (auto written = write_file_atomic(output, *bytes, 0644); !written) return fail(written.error().message);
+        if (!bytes) return command.fail(bytes.error().message);
+        if (auto written = write_file_atomic(output, *bytes, 0644); !written) return command.fail(written.error().message);
         fmt::print("wrote {} ({} bytes)\n", output, bytes->size());
         return exit_ok;
     }
@@ -116,9 +102,9 @@ int sim_main(std::string_view usage, int argc, char** argv) {
     options.tcb_status = status;
     options.advisory_ids = advisories;
     auto made = tee::sim::make_collateral(*pki, options);
-    if (!made) return fail(made.error().message);
+    if (!made) return command.fail(made.error().message);
     auto json = tee::collateral_to_json(*made);
-    if (auto written = write_file_atomic(output, as_bytes(json), 0644); !written) return fail(written.error().message);
+    if (auto written = write_file_atomic(output, as_bytes(json), 0644); !written) return command.fail(written.error().message);
     fmt::print("wrote {} ({} bytes)\n", output, json.size());
     return exit_ok;
 }
