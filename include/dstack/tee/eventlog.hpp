@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "dstack/base/bytes.hpp"
+#include "dstack/base/json-reader.hpp"
 #include "dstack/base/result.hpp"
 
 namespace dstack::tee {
@@ -33,8 +34,12 @@ struct TdxEvent {
 // type 10 labelled acpi-loader, acpi-rsdp, acpi-tables.
 Result<std::vector<TdxEvent>> parse_ccel(ByteView bytes);
 
-// The event_log JSON array of GetQuote / dstack-verifier requests.
+// The event_log JSON array of GetQuote / dstack-verifier requests (at most max_event_log_size
+// bytes, duplicate keys refused). Errors name the JSON path: "$[3].digest: expected a hex string".
 Result<std::vector<TdxEvent>> parse_event_log_json(std::string_view json);
+// The same array met inside a larger document that read_json has accepted; errors name its path
+// there ("$.event_log[3].digest: ...").
+Result<std::vector<TdxEvent>> event_log_from_json(const json::Value& array);
 std::string event_log_to_json(const std::vector<TdxEvent>& events);
 
 // SHA-384 digest of a runtime event: v1 = SHA384(u32le(type) ":" name ":" payload); v2 = SHA384 of
