@@ -83,27 +83,58 @@ private:
     bool too_deep_ = false;
 };
 
-// The first object (in document order) that holds a key twice, and that key. The recursion is
-// bounded by the depth limit read_json has already enforced.
-Result<void> refuse_duplicate_keys(const rapidjson::Value& value, const std::string& path) {
+// One step of the way from the root to a value: a member's key or an array index.
+struct PathStep {
+    std::string_view key;
+    std::size_t index = 0;
+    bool is_index = false;
+};
+
+std::string path_of(const std::vector<PathStep>& steps) {
+    std::string path = "$";
+    for (const auto& step : steps) path = step.is_index ? fmt::format("{}[{}]", path, step.index) : member_path_of(path, step.key);
+    return path;
+}
+
+// A key that occurs twice among the object's members, if one does. Small objects (nearly all of
+// them) are compared pairwise, larger ones sorted.
+std::optional<std::string_view> repeated_key(const rapidjson::Value& object, std::vector<std::string_view>& scratch) {
+    const auto begin = object.MemberBegin();
+    const auto count = object.MemberCount();
+    if (count <= 16) {
+        for (rapidjson::SizeType i = 1; i < count; ++i)
+            for (rapidjson::SizeType j = 0; j < i; ++j)
+                if (text_of(begin[i].name) == text_of(begin[j].name)) return text_of(begin[i].name);
+        return std::nullopt;
+    }
+    scratch.clear();
+    for (auto it = begin; it != object.MemberEnd(); ++it) scratch.push_back(text_of(it->name));
+    std::sort(scratch.begin(), scratch.end());
+    if (auto twice = std::adjacent_find(scratch.begin(), scratch.end()); twice != scratch.end()) return *twice;
+    return std::nullopt;
+}
+
+// The first object (in document order) that holds a key twice, named by its path (built only
+// then). The recursion is bounded by the depth limit read_json has already enforced.
+Result<void> refuse_duplicate_keys(const rapidjson::Value& value, std::vector<PathStep>& steps,
+                                   std::vector<std::string_view>& scratch) {
     if (value.IsArray()) {
         for (rapidjson::SizeType i = 0; i < value.Size(); ++i) {
             const auto& item = value[i];
             if (!item.IsObject() && !item.IsArray()) continue;
-            DSTACK_CHECK(refuse_duplicate_keys(item, fmt::format("{}[{}]", path, i)));
+            steps.push_back({{}, i, true});
+            DSTACK_CHECK(refuse_duplicate_keys(item, steps, scratch));
+            steps.pop_back();
         }
         return {};
     }
     if (!value.IsObject()) return {};
-    std::vector<std::string_view> keys;
-    keys.reserve(value.MemberCount());
-    for (auto it = value.MemberBegin(); it != value.MemberEnd(); ++it) keys.push_back(text_of(it->name));
-    std::sort(keys.begin(), keys.end());
-    if (auto twice = std::adjacent_find(keys.begin(), keys.end()); twice != keys.end())
-        return make_error("{}: duplicate key '{}'", path, shown_key(*twice));
+    if (auto key = repeated_key(value, scratch)) return make_error("{}: duplicate key '{}'", path_of(steps), shown_key(*key));
     for (auto it = value.MemberBegin(); it != value.MemberEnd(); ++it) {
         if (!it->value.IsObject() && !it->value.IsArray()) continue;
-        DSTACK_CHECK(refuse_duplicate_keys(it->value, member_path_of(path, text_of(it->name))));
+        steps.push_back({text_of(it->name), 0, false});
+        DSTACK_CHECK(refuse_duplicate_keys(it->value, steps, scratch));
+        steps.pop_back();
     }
     return {};
 }
@@ -252,7 +283,9 @@ Result<Document> read_json(std::string_view text, const ReadLimits& limits) {
     // The stream reads a NUL byte as the end of the text: whatever follows one is trailing data.
     if (stream.Tell() != text.size())
         return make_error("not valid JSON: unexpected data after the value (at byte {})", stream.Tell());
-    DSTACK_CHECK(refuse_duplicate_keys(*dom, "$"));
+    std::vector<PathStep> steps;
+    std::vector<std::string_view> scratch;
+    DSTACK_CHECK(refuse_duplicate_keys(*dom, steps, scratch));
     return Document(std::move(dom));
 }
 
