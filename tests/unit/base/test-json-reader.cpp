@@ -92,6 +92,12 @@ TEST_CASE("json reader: duplicate keys are refused at any depth, named with thei
     CHECK(read_json(R"({"a\u0000b":1,"a\u0000c":2,"a":3})", limits).ok());
     // Same keys in different objects are fine.
     CHECK(read_json(R"([{"a":1},{"a":2},{"b":{"a":3}}])", limits).ok());
+    // Large objects take another path through the check than small ones.
+    std::string large = "{";
+    for (int i = 0; i < 40; ++i) large += fmt::format("\"k{}\":{},", i, i);
+    CHECK(read_json(large.substr(0, large.size() - 1) + "}", limits).ok());
+    CHECK(error_of(large + "\"k17\":0}") == "$: duplicate key 'k17'");
+    CHECK(error_of("{\"k\":[" + large + "\"k39\":0}]}") == "$.k[0]: duplicate key 'k39'");
     std::string long_key(200, 'k');
     CHECK(error_of("{\"" + long_key + "\":1,\"" + long_key + "\":2}") == "$: duplicate key '" + std::string(64, 'k') + "...'");
 }
