@@ -59,7 +59,9 @@ namespace {
 
 // The field, or nullopt when it is absent or null (prost's default value).
 std::optional<json::Value> field(const rapidjson::Value& input, std::string_view name) {
-    return json::Value(input).object()->optional(name);
+    auto object = json::Value(input).object();
+    if (!object) return std::nullopt;  // Call::input is an object; nothing else has fields
+    return object->optional(name);
 }
 
 // A message's arrays are bounded by the body limit, not by a count of their own.
