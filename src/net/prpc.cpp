@@ -2,58 +2,42 @@
 #include "dstack/net/prpc.hpp"
 
 #include <charconv>
+#include <limits>
 #include <map>
 
-#include <rapidjson/error/en.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
 #include "dstack/base/hex.hpp"
-#include "dstack/base/json-nesting.hpp"
+#include "dstack/base/json-reader.hpp"
+#include "dstack/base/printable.hpp"
 
 namespace dstack::net::prpc {
 
 namespace {
 
-// Deeper input is refused before parsing: serializing or walking it recursively could
-// exhaust the stack, and no prpc message nests anywhere near this.
+// Deeper input is refused while parsing: serializing or walking it recursively could exhaust the
+// stack, and no prpc message nests anywhere near this.
 constexpr int max_json_depth = 64;
-
-const char* type_name(const rapidjson::Value& v) {
-    switch (v.GetType()) {
-        case rapidjson::kNullType: return "null";
-        case rapidjson::kFalseType:
-        case rapidjson::kTrueType: return "a boolean";
-        case rapidjson::kObjectType: return "an object";
-        case rapidjson::kArrayType: return "an array";
-        case rapidjson::kStringType: return "a string";
-        case rapidjson::kNumberType: return "a number";
-    }
-    return "a value";
-}
-
-Error wrong_type(std::string_view field, const rapidjson::Value& v, std::string_view expected) {
-    return make_error("invalid type for field '{}': got {}, expected {}", field, type_name(v), expected);
-}
 
 
 bool all_ascii(std::string_view text) {
     return std::all_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
 }
 
-Result<std::uint64_t> parse_u64_text(std::string_view field, std::string_view text) {
+Result<std::uint64_t> parse_u64_text(const json::Value& field, std::string_view text) {
     std::uint64_t value = 0;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
     if (text.empty() || ec != std::errc{} || end != text.data() + text.size()) {
-        return make_error("invalid value for field '{}': '{}' is not an unsigned integer", field, text);
+        return make_error("{}: '{}' is not an unsigned integer", field.path(), printable_text(text));
     }
     return value;
 }
 
-Result<Bytes> decode_hex_field(std::string_view field, const rapidjson::Value& v) {
-    if (!v.IsString()) return wrong_type(field, v, "a hex string");
-    auto decoded = hex_decode_prpc(std::string_view(v.GetString(), v.GetStringLength()));
-    if (!decoded) return std::move(decoded).take_error().context(fmt::format("field '{}'", field));
+Result<Bytes> decode_hex_field(const json::Value& field) {
+    if (!field.is_string()) return field.type_error("a hex string");
+    auto decoded = hex_decode_prpc(*field.string());
+    if (!decoded) return std::move(decoded).take_error().context(field.path());
     return decoded;
 }
 
@@ -73,58 +57,61 @@ std::optional<std::string_view> segment_after(std::string_view path, std::string
 
 namespace {
 
-const rapidjson::Value* member(const rapidjson::Value& object, std::string_view name) {
-    auto it = object.FindMember(rapidjson::Value(rapidjson::StringRef(name.data(), name.size())));
-    if (it == object.MemberEnd() || it->value.IsNull()) return nullptr;
-    return &it->value;
+// The field, or nullopt when it is absent or null (prost's default value).
+std::optional<json::Value> field(const rapidjson::Value& input, std::string_view name) {
+    auto object = json::Value(input).object();
+    if (!object) return std::nullopt;  // Call::input is an object; nothing else has fields
+    return object->optional(name);
 }
+
+// A message's arrays are bounded by the body limit, not by a count of their own.
+constexpr std::size_t unbounded = std::numeric_limits<std::size_t>::max();
 
 }  // namespace
 
-bool Call::has(std::string_view name) const { return member(input, name) != nullptr; }
+bool Call::has(std::string_view name) const { return field(input, name).has_value(); }
 
 Result<std::string> Call::string(std::string_view name) const {
-    const auto* v = member(input, name);
+    auto v = field(input, name);
     if (!v) return std::string();
-    if (!v->IsString()) return wrong_type(name, *v, "a string");
-    return std::string(v->GetString(), v->GetStringLength());
+    return v->string();
 }
 
 Result<Bytes> Call::bytes(std::string_view name) const {
-    const auto* v = member(input, name);
+    auto v = field(input, name);
     if (!v) return Bytes();
-    return decode_hex_field(name, *v);
+    return decode_hex_field(*v);
 }
 
 Result<std::optional<Bytes>> Call::optional_bytes(std::string_view name) const {
-    const auto* v = member(input, name);
+    auto v = field(input, name);
     if (!v) return std::optional<Bytes>();
-    auto decoded = decode_hex_field(name, *v);
-    if (!decoded) return std::move(decoded).take_error();
-    return std::optional<Bytes>(std::move(*decoded));
+    DSTACK_TRY(auto decoded, decode_hex_field(*v));
+    return std::optional<Bytes>(std::move(decoded));
 }
 
 Result<std::vector<Bytes>> Call::bytes_list(std::string_view name) const {
     std::vector<Bytes> out;
-    const auto* v = member(input, name);
+    auto v = field(input, name);
     if (!v) return out;
-    if (!v->IsArray()) return wrong_type(name, *v, "an array of hex strings");
-    for (const auto& item : v->GetArray()) {
-        auto decoded = decode_hex_field(name, item);
-        if (!decoded) return std::move(decoded).take_error();
-        out.push_back(std::move(*decoded));
+    if (!v->is_array()) return v->type_error("an array of hex strings");
+    DSTACK_TRY(auto items, v->array(unbounded));
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        DSTACK_TRY(auto decoded, decode_hex_field(items[i]));
+        out.push_back(std::move(decoded));
     }
     return out;
 }
 
 Result<std::vector<std::string>> Call::string_list(std::string_view name) const {
     std::vector<std::string> out;
-    const auto* v = member(input, name);
+    auto v = field(input, name);
     if (!v) return out;
-    if (!v->IsArray()) return wrong_type(name, *v, "an array of strings");
-    for (const auto& item : v->GetArray()) {
-        if (!item.IsString()) return wrong_type(name, item, "a string");
-        out.emplace_back(item.GetString(), item.GetStringLength());
+    if (!v->is_array()) return v->type_error("an array of strings");
+    DSTACK_TRY(auto items, v->array(unbounded));
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        DSTACK_TRY(auto text, items[i].string());
+        out.push_back(std::move(text));
     }
     return out;
 }
@@ -136,27 +123,25 @@ Result<std::uint64_t> Call::u64(std::string_view name) const {
 }
 
 Result<std::optional<std::uint64_t>> Call::optional_u64(std::string_view name) const {
-    const auto* v = member(input, name);
+    auto v = field(input, name);
     if (!v) return std::optional<std::uint64_t>();
-    if (v->IsUint64()) return std::optional<std::uint64_t>(v->GetUint64());
-    if (from_query && v->IsString()) {
-        auto parsed = parse_u64_text(name, std::string_view(v->GetString(), v->GetStringLength()));
-        if (!parsed) return std::move(parsed).take_error();
-        return std::optional<std::uint64_t>(*parsed);
+    if (from_query && v->is_string()) {
+        DSTACK_TRY(auto parsed, parse_u64_text(*v, *v->string()));
+        return std::optional<std::uint64_t>(parsed);
     }
-    return wrong_type(name, *v, "an unsigned integer");
+    DSTACK_TRY(auto value, v->uint());
+    return std::optional<std::uint64_t>(value);
 }
 
 Result<bool> Call::boolean(std::string_view name) const {
-    const auto* v = member(input, name);
+    auto v = field(input, name);
     if (!v) return false;
-    if (v->IsBool()) return v->GetBool();
-    if (from_query && v->IsString()) {
-        std::string_view text(v->GetString(), v->GetStringLength());
+    if (from_query && v->is_string()) {
+        auto text = *v->string();
         if (text == "true") return true;
         if (text == "false") return false;
     }
-    return wrong_type(name, *v, "a boolean");
+    return v->boolean();
 }
 
 // ---- Reply ----
@@ -175,12 +160,10 @@ Reply Reply::null() { return json_text("null"); }
 Result<std::string> Reply::serialize() const {
     if (document_) return to_ascii_json(*document_);
     if (all_ascii(text_)) return text_;
-    // Re-encode so the escaping rule holds for text replies too.
-    if (!json_nesting_within(text_, max_json_depth)) return make_error("reply nests too deeply");
-    rapidjson::Document parsed;
-    parsed.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(text_.data(), text_.size());
-    if (parsed.HasParseError()) return make_error("reply is not valid JSON");
-    return to_ascii_json(parsed);
+    // Re-encode so the escaping rule holds for text replies too. The text is ours: no size limit.
+    auto parsed = json::read_json(text_, {text_.size(), max_json_depth});
+    if (!parsed) return std::move(parsed).take_error().context("reply");
+    return to_ascii_json(parsed->dom());
 }
 
 // ---- Service ----
@@ -241,42 +224,39 @@ asio::awaitable<http::Response> Service::handle(http::Request& request, const ht
     if (it == state_->methods.end()) co_return error_response("Service not found: " + *name);
     const Entry& entry = it->second;
 
-    rapidjson::Document input;
-    input.SetObject();
+    rapidjson::Document query_input;  // the default message, or the query string's fields
+    query_input.SetObject();
+    std::optional<json::Document> body_input;
     bool from_query = false;
     if (entry.input == Input::message) {
         if (request.method == "GET") {
             from_query = true;
             auto params = http::parse_query(request.query);
             if (!params) co_return error_response("failed to decode request: " + params.error().message);
-            auto& allocator = input.GetAllocator();
+            auto& allocator = query_input.GetAllocator();
             for (auto& param : *params) {
                 rapidjson::Value key(param.key.c_str(), static_cast<rapidjson::SizeType>(param.key.size()), allocator);
                 rapidjson::Value value(param.value.c_str(), static_cast<rapidjson::SizeType>(param.value.size()),
                                        allocator);
                 // Repeated keys: the last one wins.
-                auto existing = input.FindMember(key);
-                if (existing != input.MemberEnd()) existing->value = value;
-                else input.AddMember(key, value, allocator);
+                auto existing = query_input.FindMember(key);
+                if (existing != query_input.MemberEnd()) existing->value = value;
+                else query_input.AddMember(key, value, allocator);
             }
         } else if (!request.body.empty()) {
-            if (!json_nesting_within(request.body, max_json_depth)) {
-                co_return error_response("failed to decode request: JSON nests too deeply");
-            }
-            input.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(request.body.data(),
-                                                                                                request.body.size());
-            if (input.HasParseError()) {
-                co_return error_response(fmt::format("failed to decode request: {} at offset {}",
-                                                     rapidjson::GetParseError_En(input.GetParseError()),
-                                                     input.GetErrorOffset()));
-            }
-            if (!input.IsObject()) {
+            // A JSON body with a key given twice is refused: the method and a proxy in front of it
+            // must never read two different requests from one body.
+            auto parsed = json::read_json(request.body, {max_request_bytes, max_json_depth});
+            if (!parsed) co_return error_response("failed to decode request: " + parsed.error().message);
+            if (!parsed->root().is_object()) {
                 co_return error_response(fmt::format("failed to decode request: invalid type: {}, expected an object",
-                                                     type_name(input)));
+                                                     parsed->root().describe()));
             }
+            body_input = std::move(*parsed);
         }
     }
 
+    const rapidjson::Value& input = body_input ? body_input->dom() : static_cast<const rapidjson::Value&>(query_input);
     Call call{*name, input, from_query, request, connection};
     auto reply = co_await entry.method(call);
     if (!reply) co_return error_response(reply.error().message);

@@ -2,56 +2,48 @@
 // The signed documents travel as exact text: nothing here re-serialises them.
 #include "dstack/tee/collateral.hpp"
 
-#include <rapidjson/document.h>
-#include <rapidjson/error/en.h>
-
 #include "dstack/base/hex.hpp"
 #include "dstack/base/json-escape.hpp"
+#include "dstack/base/json-reader.hpp"
 #include "dstack/crypto/hash.hpp"
 
 namespace dstack::tee {
 namespace {
 
-// Iterative parsing keeps deeply nested hostile input off the call stack; encoding validation
-// keeps invalid UTF-8 out of the PEM and JSON strings we hand on.
-constexpr unsigned json_parse_flags = rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag;
+// Collateral and PCS responses are flat objects; the limit leaves room for unknown members.
+constexpr json::ReadLimits json_limits{max_collateral_size, 32};
 
-Result<void> parse_json(rapidjson::Document& document, std::string_view text, std::string_view what) {
-    document.Parse<json_parse_flags>(text.data(), text.size());
-    if (document.HasParseError())
-        return make_error("{} is not valid JSON: {} at offset {}", what, rapidjson::GetParseError_En(document.GetParseError()),
-                          document.GetErrorOffset());
-    if (!document.IsObject()) return make_error("{} is not a JSON object", what);
-    return {};
+// The document (duplicate keys refused at any depth, so that no two readers disagree), checked to
+// be an object.
+Result<json::Document> read_object(std::string_view text, std::string_view what) {
+    auto document = json::read_json(text, json_limits);
+    if (!document) return std::move(document).take_error().context(what);
+    if (!document->root().is_object()) return make_error("{} is not a JSON object", what);
+    return document;
 }
 
-// Duplicate keys would let two readers see two different documents; refuse them.
-Result<const rapidjson::Value*> find_member(const rapidjson::Value& object, std::string_view key, std::string_view what) {
-    const rapidjson::Value* found = nullptr;
-    for (auto it = object.MemberBegin(); it != object.MemberEnd(); ++it) {
-        if (std::string_view(it->name.GetString(), it->name.GetStringLength()) != key) continue;
-        if (found != nullptr) return make_error("{}: duplicate key '{}'", what, key);
-        found = &it->value;
-    }
-    return found;
+json::Object object_of(const json::Document& document) { return *document.root().object(); }
+
+// Collateral's own wording for its errors ("missing key", "must be a string"), kept for the
+// callers and tests that know it.
+Result<json::Value> required_member(const json::Object& object, std::string_view key, std::string_view what) {
+    auto value = object.required(key);
+    if (!value) return make_error("{}: missing key '{}'", what, key);
+    return value;
 }
 
-std::string_view string_view_of(const rapidjson::Value& value) { return {value.GetString(), value.GetStringLength()}; }
-
-Result<std::string> required_string(const rapidjson::Value& object, std::string_view key) {
-    DSTACK_TRY(auto value, find_member(object, key, "collateral"));
-    if (value == nullptr) return make_error("collateral: missing key '{}'", key);
-    if (!value->IsString()) return make_error("collateral: key '{}' must be a string", key);
-    return std::string(string_view_of(*value));
+Result<std::string> required_string(const json::Object& object, std::string_view key) {
+    DSTACK_TRY(auto value, required_member(object, key, "collateral"));
+    if (!value.is_string()) return make_error("collateral: key '{}' must be a string", key);
+    return *value.string();
 }
 
-Result<Bytes> required_hex(const rapidjson::Value& object, std::string_view key) {
-    DSTACK_TRY(auto value, find_member(object, key, "collateral"));
-    if (value == nullptr) return make_error("collateral: missing key '{}'", key);
-    if (!value->IsString()) return make_error("collateral: key '{}' must be a hex string", key);
-    auto bytes = hex_decode(string_view_of(*value));
-    if (!bytes) return std::move(bytes).take_error().context(fmt::format("collateral: key '{}'", key));
-    return std::move(*bytes);
+Result<Bytes> required_hex(const json::Object& object, std::string_view key, std::string_view what) {
+    DSTACK_TRY(auto value, required_member(object, key, what));
+    if (!value.is_string()) return make_error("{}: key '{}' must be a hex string", what, key);
+    auto bytes = hex_decode(*value.string());
+    if (!bytes) return std::move(bytes).take_error().context(fmt::format("{}: key '{}'", what, key));
+    return bytes;
 }
 
 void append_member(std::string& out, std::string_view key, std::string_view text) {
@@ -136,10 +128,11 @@ private:
 std::optional<std::string> decode_key_literal(std::string_view literal) {
     if (literal.size() >= 2 && literal.find('\\') == std::string_view::npos)
         return std::string(literal.substr(1, literal.size() - 2));
-    rapidjson::Document key;
-    key.Parse<json_parse_flags>(literal.data(), literal.size());
-    if (key.HasParseError() || !key.IsString()) return std::nullopt;
-    return std::string(string_view_of(key));
+    auto key = json::read_json(literal, {literal.size(), 0});
+    if (!key) return std::nullopt;
+    auto text = key->root().string();
+    if (!text) return std::nullopt;
+    return std::move(*text);
 }
 
 // The byte span of the value under `key` in the top-level object of `text`.
@@ -160,6 +153,7 @@ Result<std::string_view> raw_member_span(std::string_view text, std::string_view
         std::size_t value_start = scanner.position();
         if (!scanner.skip_value()) return malformed();
         if (*name == key) {
+            // read_json has refused duplicates already; the span finder does not rely on it.
             if (found) return make_error("signed document: duplicate key '{}'", key);
             found = text.substr(value_start, scanner.position() - value_start);
         }
@@ -172,25 +166,22 @@ Result<std::string_view> raw_member_span(std::string_view text, std::string_view
 }  // namespace
 
 Result<Collateral> parse_collateral_json(std::string_view json) {
-    if (json.size() > max_collateral_size)
-        return make_error("collateral of {} bytes exceeds the {}-byte limit", json.size(), max_collateral_size);
-    rapidjson::Document document;
-    DSTACK_CHECK(parse_json(document, json, "collateral"));
+    DSTACK_TRY(auto document, read_object(json, "collateral"));
+    auto object = object_of(document);
     Collateral collateral;
-    DSTACK_TRY(collateral.pck_crl_issuer_chain, required_string(document, "pck_crl_issuer_chain"));
-    DSTACK_TRY(collateral.root_ca_crl, required_hex(document, "root_ca_crl"));
-    DSTACK_TRY(collateral.pck_crl, required_hex(document, "pck_crl"));
-    DSTACK_TRY(collateral.tcb_info_issuer_chain, required_string(document, "tcb_info_issuer_chain"));
-    DSTACK_TRY(collateral.tcb_info, required_string(document, "tcb_info"));
-    DSTACK_TRY(collateral.tcb_info_signature, required_hex(document, "tcb_info_signature"));
-    DSTACK_TRY(collateral.qe_identity_issuer_chain, required_string(document, "qe_identity_issuer_chain"));
-    DSTACK_TRY(collateral.qe_identity, required_string(document, "qe_identity"));
-    DSTACK_TRY(collateral.qe_identity_signature, required_hex(document, "qe_identity_signature"));
+    DSTACK_TRY(collateral.pck_crl_issuer_chain, required_string(object, "pck_crl_issuer_chain"));
+    DSTACK_TRY(collateral.root_ca_crl, required_hex(object, "root_ca_crl", "collateral"));
+    DSTACK_TRY(collateral.pck_crl, required_hex(object, "pck_crl", "collateral"));
+    DSTACK_TRY(collateral.tcb_info_issuer_chain, required_string(object, "tcb_info_issuer_chain"));
+    DSTACK_TRY(collateral.tcb_info, required_string(object, "tcb_info"));
+    DSTACK_TRY(collateral.tcb_info_signature, required_hex(object, "tcb_info_signature", "collateral"));
+    DSTACK_TRY(collateral.qe_identity_issuer_chain, required_string(object, "qe_identity_issuer_chain"));
+    DSTACK_TRY(collateral.qe_identity, required_string(object, "qe_identity"));
+    DSTACK_TRY(collateral.qe_identity_signature, required_hex(object, "qe_identity_signature", "collateral"));
     // An Option in dcap-qvl: absent and null both mean "take the chain from the quote".
-    DSTACK_TRY(auto chain, find_member(document, "pck_certificate_chain", "collateral"));
-    if (chain != nullptr && !chain->IsNull()) {
-        if (!chain->IsString()) return make_error("collateral: key 'pck_certificate_chain' must be a string");
-        collateral.pck_certificate_chain = std::string(string_view_of(*chain));
+    if (auto chain = object.optional("pck_certificate_chain")) {
+        if (!chain->is_string()) return make_error("collateral: key 'pck_certificate_chain' must be a string");
+        collateral.pck_certificate_chain = *chain->string();
     }
     return collateral;
 }
@@ -230,20 +221,13 @@ Bytes Collateral::fingerprint() const {
 }
 
 Result<SignedDocument> split_signed_document(std::string_view response, std::string_view key) {
-    if (response.size() > max_collateral_size)
-        return make_error("signed document of {} bytes exceeds the {}-byte limit", response.size(), max_collateral_size);
-    rapidjson::Document document;
-    DSTACK_CHECK(parse_json(document, response, "signed document"));
-    DSTACK_TRY(auto body, find_member(document, key, "signed document"));
-    if (body == nullptr) return make_error("signed document: missing key '{}'", key);
-    if (!body->IsObject()) return make_error("signed document: key '{}' must be an object", key);
-    DSTACK_TRY(auto signature, find_member(document, "signature", "signed document"));
-    if (signature == nullptr) return make_error("signed document: missing key 'signature'");
-    if (!signature->IsString()) return make_error("signed document: key 'signature' must be a hex string");
-    auto signature_bytes = hex_decode(string_view_of(*signature));
-    if (!signature_bytes) return std::move(signature_bytes).take_error().context("signed document: key 'signature'");
+    DSTACK_TRY(auto document, read_object(response, "signed document"));
+    auto object = object_of(document);
+    DSTACK_TRY(auto body, required_member(object, key, "signed document"));
+    if (!body.is_object()) return make_error("signed document: key '{}' must be an object", key);
+    DSTACK_TRY(auto signature, required_hex(object, "signature", "signed document"));
     DSTACK_TRY(auto span, raw_member_span(response, key));
-    return SignedDocument{std::string(span), std::move(*signature_bytes)};
+    return SignedDocument{std::string(span), std::move(signature)};
 }
 
 }  // namespace dstack::tee

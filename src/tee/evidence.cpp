@@ -3,12 +3,11 @@
 #include <algorithm>
 #include <cctype>
 
-#include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
 #include "dstack/base/hex.hpp"
-#include "dstack/base/json-nesting.hpp"
+#include "dstack/base/json-reader.hpp"
 #include "dstack/crypto/certificate.hpp"
 #include "dstack/crypto/x509-name.hpp"
 #include "dstack/tee/attestation.hpp"
@@ -17,7 +16,7 @@ namespace dstack::tee {
 namespace {
 
 // Requests and GetQuote responses are flat objects with one event-log array at most.
-constexpr int max_json_depth = 16;
+constexpr json::ReadLimits json_limits{max_attestation_size, 16};
 constexpr std::size_t report_data_size = 64;
 constexpr std::string_view pem_certificate_header = "-----BEGIN CERTIFICATE-----";
 constexpr std::string_view compressed_event_log_magic = "ELGZv1";
@@ -64,19 +63,6 @@ Result<Evidence> read_binary(ByteView bytes, std::string_view encoding) {
     return evidence;
 }
 
-const rapidjson::Value* member(const rapidjson::Value& object, std::string_view name) {
-    auto it = object.FindMember(rapidjson::Value(rapidjson::StringRef(name.data(), name.size())));
-    if (it == object.MemberEnd() || it->value.IsNull()) return nullptr;
-    return &it->value;
-}
-
-Result<Bytes> hex_member(const rapidjson::Value& value, std::string_view name) {
-    if (!value.IsString()) return make_error("'{}' is not a hex string", name);
-    auto bytes = hex_decode(std::string_view(value.GetString(), value.GetStringLength()));
-    if (!bytes) return std::move(bytes).take_error().context(fmt::format("'{}'", name));
-    return bytes;
-}
-
 std::string serialize(const rapidjson::Value& value) {
     rapidjson::StringBuffer buffer;
     rapidjson::Writer<rapidjson::StringBuffer> writer(buffer);
@@ -85,54 +71,46 @@ std::string serialize(const rapidjson::Value& value) {
 }
 
 // GetQuote responses carry the event log as a string holding a JSON array; an array is taken too.
-Result<std::vector<TdxEvent>> event_log_member(const rapidjson::Value& value) {
-    if (value.IsString()) {
-        std::string_view text(value.GetString(), value.GetStringLength());
-        if (trim_leading_space(text).empty()) return std::vector<TdxEvent>{};
-        return parse_event_log_json(text);
-    }
-    if (value.IsArray()) return parse_event_log_json(serialize(value));
-    return make_error("'event_log' is neither a JSON array nor a string holding one");
+Result<std::vector<TdxEvent>> event_log_member(const json::Value& value) {
+    if (value.is_array()) return event_log_from_json(value);
+    if (!value.is_string()) return value.type_error("a JSON array or a string holding one");
+    auto text = *value.string();
+    if (trim_leading_space(text).empty()) return std::vector<TdxEvent>{};
+    auto events = parse_event_log_json(text);
+    if (!events) return std::move(events).take_error().context(value.path());
+    return events;
 }
 
-Result<Evidence> read_json(std::string_view json) {
-    if (!json_nesting_within(json, max_json_depth)) return make_error("evidence JSON nests too deeply");
-    rapidjson::Document document;
-    document.Parse<rapidjson::kParseValidateEncodingFlag | rapidjson::kParseIterativeFlag>(json.data(), json.size());
-    if (document.HasParseError()) {
-        return make_error("evidence is not valid JSON (error at offset {})", document.GetErrorOffset());
-    }
-    if (!document.IsObject()) return make_error("evidence JSON is not an object");
+Result<Evidence> read_json(std::string_view text) {
+    auto document = json::read_json(text, json_limits);
+    if (!document) return std::move(document).take_error().context("evidence JSON");
+    auto root = document->root().object();
+    if (!root) return std::move(root).take_error().context("evidence JSON");
 
     // As dstack-verifier: an attestation makes the request's other fields irrelevant.
-    if (const auto* attestation = member(document, "attestation")) {
-        DSTACK_TRY(auto bytes, hex_member(*attestation, "attestation"));
+    if (auto attestation = root->optional("attestation")) {
+        DSTACK_TRY(auto bytes, attestation->hex());
         if (bytes.empty() || (bytes[0] != 0x00 && !is_msgpack_map(bytes[0]))) {
-            return make_error("'attestation' is not a versioned attestation (a V0 one starts with byte 0x00)");
+            return make_error("{} is not a versioned attestation (a V0 one starts with byte 0x00)", attestation->path());
         }
         return read_binary(bytes, " (JSON)");
     }
-    const auto* quote = member(document, "quote");
+    auto quote = root->optional("quote");
     if (!quote) return make_error("evidence JSON has neither an 'attestation' nor a 'quote'");
     Evidence evidence;
     evidence.source = "GetQuote response";
-    DSTACK_TRY(evidence.quote, hex_member(*quote, "quote"));
-    if (const auto* event_log = member(document, "event_log")) {
-        auto events = event_log_member(*event_log);
-        if (!events) return std::move(events).take_error().context("'event_log'");
-        evidence.event_log = std::move(*events);
+    DSTACK_TRY(evidence.quote, quote->hex());
+    if (auto event_log = root->optional("event_log")) {
+        DSTACK_TRY(evidence.event_log, event_log_member(*event_log));
     }
-    if (const auto* report_data = member(document, "report_data")) {
-        DSTACK_TRY(auto bytes, hex_member(*report_data, "report_data"));
-        if (bytes.size() != report_data_size) {
-            return make_error("'report_data' is {} bytes; report data is {}", bytes.size(), report_data_size);
-        }
+    if (auto report_data = root->optional("report_data")) {
+        DSTACK_TRY(auto bytes, report_data->hex(report_data_size));
         evidence.report_data = std::move(bytes);
     }
-    if (const auto* vm_config = member(document, "vm_config")) {
-        if (vm_config->IsString()) evidence.vm_config = std::string(vm_config->GetString(), vm_config->GetStringLength());
-        else if (vm_config->IsObject()) evidence.vm_config = serialize(*vm_config);
-        else return make_error("'vm_config' is neither a JSON string nor an object");
+    if (auto vm_config = root->optional("vm_config")) {
+        if (vm_config->is_string()) evidence.vm_config = *vm_config->string();
+        else if (vm_config->is_object()) evidence.vm_config = serialize(vm_config->raw());
+        else return vm_config->type_error("a JSON string or an object");
     }
     return evidence;
 }

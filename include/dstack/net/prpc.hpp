@@ -27,13 +27,18 @@
 
 namespace dstack::net::prpc {
 
+// JSON request bodies are read up to this size (upstream prpc's default body limit), with duplicate
+// keys refused at any depth.
+inline constexpr std::size_t max_request_bytes = 10 * 1024 * 1024;
+
 // Methods whose input is google.protobuf.Empty never look at the body or the query: upstream
 // accepts anything there, so we do too.
 enum class Input { message, empty };
 
 // One call: the decoded input and where it came from. The field readers follow prost/serde:
 // a missing field (or null) is the default value, a wrong JSON type is an error. Input from a
-// GET query string has only strings, so there numbers and booleans are parsed from them.
+// GET query string has only strings, so there numbers and booleans are parsed from them. Errors
+// name the field by its JSON path: "$.path: expected a string, got 5".
 struct Call {
     std::string_view method;
     const rapidjson::Value& input;  // an object

@@ -31,7 +31,8 @@ struct Collateral {
 };
 
 // dcap-qvl's JSON: byte fields as hex strings (either case), PEM and JSON documents as strings.
-// Unknown keys are ignored; a missing required key or a wrong type is an error naming the key.
+// Unknown keys are ignored; a missing required key, a wrong type or a key given twice (at any
+// depth) is an error naming the key.
 Result<Collateral> parse_collateral_json(std::string_view json);
 // The same JSON (keys in dcap-qvl's order, lowercase hex, pck_certificate_chain omitted when absent).
 std::string collateral_to_json(const Collateral& collateral);

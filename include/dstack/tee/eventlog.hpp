@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "dstack/base/bytes.hpp"
+#include "dstack/base/json-reader.hpp"
 #include "dstack/base/result.hpp"
 
 namespace dstack::tee {
@@ -34,9 +35,13 @@ struct TdxEvent {
 // runtime event type is refused (it could only replay as a nameless runtime event).
 Result<std::vector<TdxEvent>> parse_ccel(ByteView bytes);
 
-// The event_log JSON array of GetQuote / dstack-verifier requests. Runtime event names are checked
-// (check_runtime_event_name).
+// The event_log JSON array of GetQuote / dstack-verifier requests (at most max_event_log_size
+// bytes, duplicate keys refused; runtime event names checked by check_runtime_event_name). Errors
+// name the JSON path: "$[3].digest: expected a hex string".
 Result<std::vector<TdxEvent>> parse_event_log_json(std::string_view json);
+// The same array met inside a larger document that read_json has accepted; errors name its path
+// there ("$.event_log[3].digest: ...").
+Result<std::vector<TdxEvent>> event_log_from_json(const json::Value& array);
 std::string event_log_to_json(const std::vector<TdxEvent>& events);
 
 // SHA-384 digest of a runtime event: v1 = SHA384(u32le(type) ":" name ":" payload); v2 = SHA384 of

@@ -4,13 +4,11 @@
 
 #include <algorithm>
 
-#include <rapidjson/document.h>
-#include <rapidjson/error/en.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
 #include "dstack/base/hex.hpp"
-#include "dstack/base/json-nesting.hpp"
+#include "dstack/base/json-reader.hpp"
 #include "dstack/base/json-writer.hpp"
 #include "dstack/base/json-escape.hpp"
 #include "dstack/tee/quote.hpp"
@@ -18,17 +16,30 @@
 namespace dstack::applets::verify {
 namespace {
 
-constexpr unsigned json_parse_flags = rapidjson::kParseIterativeFlag | rapidjson::kParseValidateEncodingFlag;
-// Requests and key-provider payloads are flat objects; anything nested deeper is refused before
-// parsing, because rapidjson frees a document recursively and a hostile body could exhaust the stack.
-constexpr int max_json_depth = 8;
+// Requests and key-provider payloads are flat objects; the depth limit leaves room for unknown fields.
+constexpr json::ReadLimits request_limits{max_request_body, 8};
+// A key-provider payload is {"name":"kms","id":"<hex>"}: tens of bytes.
+constexpr json::ReadLimits key_provider_limits{64 * 1024, 8};
 
+Result<std::optional<std::string>> optional_string(const json::Object& object, std::string_view key) {
+    auto value = object.optional(key);
+    if (!value) return std::optional<std::string>{};
+    DSTACK_TRY(auto text, value->string());
+    return std::optional<std::string>(std::move(text));
+}
 
-Result<std::optional<std::string>> optional_string(const rapidjson::Value& object, const char* name) {
-    auto member = object.FindMember(name);
-    if (member == object.MemberEnd() || member->value.IsNull()) return std::optional<std::string>{};
-    if (!member->value.IsString()) return make_error("invalid request: field '{}' must be a string", name);
-    return std::optional<std::string>(std::string(member->value.GetString(), member->value.GetStringLength()));
+Result<VerificationRequest> read_verification_request(std::string_view body) {
+    DSTACK_TRY(auto document, json::read_json(body, request_limits));
+    DSTACK_TRY(auto object, document.root().object());
+    VerificationRequest request;
+    DSTACK_TRY(request.quote, optional_string(object, "quote"));
+    DSTACK_TRY(request.event_log, optional_string(object, "event_log"));
+    DSTACK_TRY(request.vm_config, optional_string(object, "vm_config"));
+    DSTACK_TRY(request.attestation, optional_string(object, "attestation"));
+    if (auto debug = object.optional("debug")) {
+        DSTACK_TRY(request.debug, debug->boolean());
+    }
+    return request;
 }
 
 using JsonWriter = json::Writer;
@@ -76,25 +87,22 @@ std::string reason_for(const app::Verdict& verdict, const ResponseSettings& sett
     return {};
 }
 
-// The key-provider event's payload is JSON {"name": ..., "id": ...}; anything else is no key provider.
+// The key-provider event's payload is JSON {"name": ..., "id": ...}; anything else (a key given
+// twice included) is no key provider.
 struct KeyProvider {
     std::string name;
     std::string id;
 };
 std::optional<KeyProvider> key_provider_of(const app::AppInfo& info) {
     if (info.key_provider_info.empty()) return std::nullopt;
-    std::string_view text = as_chars(info.key_provider_info);
-    if (!json_nesting_within(text, max_json_depth)) return std::nullopt;
-    rapidjson::Document document;
-    document.Parse<json_parse_flags>(text.data(), text.size());
-    if (document.HasParseError() || !document.IsObject()) return std::nullopt;
-    const rapidjson::Value& object = document;  // const iterators: clang finds the mutable ones' == ambiguous
-    auto name = object.FindMember("name");
-    auto id = object.FindMember("id");
-    if (name == object.MemberEnd() || !name->value.IsString() || id == object.MemberEnd() || !id->value.IsString())
-        return std::nullopt;
-    return KeyProvider{std::string(name->value.GetString(), name->value.GetStringLength()),
-                       std::string(id->value.GetString(), id->value.GetStringLength())};
+    auto document = json::read_json(as_chars(info.key_provider_info), key_provider_limits);
+    if (!document) return std::nullopt;
+    auto object = document->root().object();
+    if (!object) return std::nullopt;
+    auto name = object->string("name");
+    auto id = object->string("id");
+    if (!name || !id) return std::nullopt;
+    return KeyProvider{std::move(*name), std::move(*id)};
 }
 
 void write_boot_info(JsonWriter& out, const app::AppInfo& info, std::string_view tee_variant, std::string_view tcb_status,
@@ -200,23 +208,8 @@ std::string response_json(bool is_valid, std::string_view reason, const Details&
 }  // namespace
 
 Result<VerificationRequest> parse_verification_request(std::string_view body) {
-    if (!json_nesting_within(body, max_json_depth)) return make_error("invalid request: JSON nested too deeply");
-    rapidjson::Document document;
-    document.Parse<json_parse_flags>(body.data(), body.size());
-    if (document.HasParseError())
-        return make_error("invalid request JSON: {} (at byte {})", rapidjson::GetParseError_En(document.GetParseError()),
-                          document.GetErrorOffset());
-    if (!document.IsObject()) return make_error("invalid request: expected a JSON object");
-    VerificationRequest request;
-    DSTACK_TRY(request.quote, optional_string(document, "quote"));
-    DSTACK_TRY(request.event_log, optional_string(document, "event_log"));
-    DSTACK_TRY(request.vm_config, optional_string(document, "vm_config"));
-    DSTACK_TRY(request.attestation, optional_string(document, "attestation"));
-    const rapidjson::Value& object = document;
-    if (auto debug = object.FindMember("debug"); debug != object.MemberEnd() && !debug->value.IsNull()) {
-        if (!debug->value.IsBool()) return make_error("invalid request: field 'debug' must be a boolean");
-        request.debug = debug->value.GetBool();
-    }
+    auto request = read_verification_request(body);
+    if (!request) return std::move(request).take_error().context("invalid request");
     return request;
 }
 

@@ -13,6 +13,10 @@
 
 namespace dstack::applets::verify {
 
+// Upstream's body limit is Rocket's JSON default; real requests (a quote and an event log in hex)
+// are a few tens of KiB.
+inline constexpr std::size_t max_request_body = 2 * 1024 * 1024;
+
 // VerificationRequest: every field optional, unknown fields ignored, null = absent.
 struct VerificationRequest {
     VerificationRequest() = default;  // travels into coroutines (README, g++ 12 pitfalls)
@@ -26,6 +30,8 @@ struct VerificationRequest {
     bool debug = false;
 };
 
+// At most max_request_body bytes; a key given twice, at any depth, is refused. Errors start with
+// "invalid request: " and name the JSON path ("invalid request: $.quote: expected a string, got 5").
 Result<VerificationRequest> parse_verification_request(std::string_view body);
 
 // With `attestation`, the V0 attestation (top-level quote / event_log / vm_config ignored);

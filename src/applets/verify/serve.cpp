@@ -21,9 +21,6 @@
 namespace dstack::applets::verify {
 namespace {
 
-// Upstream's body limit is Rocket's JSON default; real requests (a quote and an event log in hex)
-// are a few tens of KiB.
-constexpr std::size_t max_request_body = 2 * 1024 * 1024;
 constexpr int max_threads = 64;
 
 struct ServeArgs {

@@ -294,16 +294,32 @@ TEST_CASE("read_evidence: JSON forms and their errors") {
         CHECK(evidence->event_log.empty());
     }
     CHECK(error(R"({"event_log":"[]"})") == "evidence JSON has neither an 'attestation' nor a 'quote'");
-    CHECK(contains(error(R"({"quote":"zz"})"), "'quote'"));
-    CHECK(contains(error(R"({"quote":"0400","report_data":"1234"})"), "'report_data' is 2 bytes"));
-    CHECK(contains(error(R"({"quote":"0400","event_log":"[{}]"})"), "'event_log': event log entry 0"));
-    CHECK(contains(error(R"({"quote":"0400","event_log":5})"), "'event_log' is neither"));
-    CHECK(contains(error(R"({"quote":"0400","vm_config":5})"), "'vm_config'"));
+    CHECK(error(R"({"quote":"zz"})").rfind("$.quote: ", 0) == 0);
+    CHECK(error(R"({"quote":"0400","report_data":"1234"})") == "$.report_data: expected 64 bytes, got 2");
+    CHECK(error(R"({"quote":"0400","event_log":"[{}]"})") == "$.event_log: $[0]: missing field 'imr'");
+    CHECK(error(R"({"quote":"0400","event_log":[{}]})") == "$.event_log[0]: missing field 'imr'");
+    const std::string good_event = R"({"imr":0,"event_type":1,"event":"","event_payload":""},)";
+    CHECK(error(R"({"quote":"0400","event_log":[)" + good_event + good_event + good_event +
+                R"({"imr":0,"event_type":1,"event":"","event_payload":"","digest":5}]})") ==
+          "$.event_log[3].digest: expected a hex string, got 5");
+    CHECK(error(R"({"quote":"0400","event_log":5})") == "$.event_log: expected a JSON array or a string holding one, got 5");
+    CHECK(error(R"({"quote":"0400","vm_config":5})") == "$.vm_config: expected a JSON string or an object, got 5");
     CHECK(contains(error(R"({"attestation":"0400"})"), "not a versioned attestation"));
     CHECK(contains(error(R"({"attestation":"8100"})"), "V1 (msgpack) attestations are not supported"));
     CHECK(contains(error(R"({"attestation":"0003"})"), "not supported: DstackAmdSevSnp"));
     CHECK(contains(error("{\"quote\":"), "not valid JSON"));
-    CHECK(error("{" + std::string(100, '[')) == "evidence JSON nests too deeply");
+    CHECK(error("{\"a\":" + std::string(100, '[')) == "evidence JSON: JSON nests deeper than 16 levels (at byte 20)");
+}
+
+TEST_CASE("read_evidence: a key given twice is refused, at any depth of a GetQuote response") {
+    auto error = [](std::string_view json) { return error_of(read_evidence(as_bytes(json))); };
+    CHECK(error(R"({"quote":"0400","quote":"0500"})") == "evidence JSON: $: duplicate key 'quote'");
+    CHECK(error(R"({"attestation":"00","quote":"0400","attestation":"01"})") == "evidence JSON: $: duplicate key 'attestation'");
+    CHECK(error(R"({"quote":"0400","event_log":[{"imr":0,"event_type":1,"event":"","event_payload":"","imr":3}]})") ==
+          "evidence JSON: $.event_log[0]: duplicate key 'imr'");
+    CHECK(error(R"({"quote":"0400","event_log":"[{\"imr\":0,\"event_type\":1,\"event\":\"\",\"event_payload\":\"\",\"imr\":3}]"})") ==
+          "$.event_log: $[0]: duplicate key 'imr'");
+    CHECK(error(R"({"quote":"0400","vm_config":{"cpus":1,"cpus":2}})") == "evidence JSON: $.vm_config: duplicate key 'cpus'");
 }
 
 TEST_CASE("read_evidence: raw and hex quotes" * doctest::skip(vector_missing("dcap-qvl/tdx_quote"))) {

@@ -152,9 +152,13 @@ TEST_CASE("collateral: errors name the key") {
     CHECK(error_of(parse_collateral_json(minimal_collateral() + "x")).find("not valid JSON") != std::string::npos);
     CHECK(error_of(parse_collateral_json("{\"a\":\"\xff\"}")).find("not valid JSON") != std::string::npos);
     CHECK(error_of(parse_collateral_json(std::string(max_collateral_size + 1, ' '))).find("exceeds") != std::string::npos);
-    // Deep nesting is parsed without recursion and rejected for what it is.
-    CHECK(error_of(parse_collateral_json(std::string(100000, '[') + std::string(100000, ']'))).find("not a JSON object") !=
-          std::string::npos);
+    // Deep nesting is refused while parsing, at the first bracket past the limit.
+    CHECK(error_of(parse_collateral_json(std::string(100000, '[') + std::string(100000, ']'))) ==
+          "collateral: JSON nests deeper than 32 levels (at byte 32)");
+    // Duplicates are refused at any depth, in members collateral does not even read.
+    std::string nested_duplicate = minimal_collateral();
+    nested_duplicate.insert(nested_duplicate.size() - 1, ",\"unknown\":[{\"a\":1,\"a\":2}]");
+    CHECK(error_of(parse_collateral_json(nested_duplicate)) == "collateral: $.unknown[0]: duplicate key 'a'");
 }
 
 TEST_CASE("collateral: the fingerprint covers every field unambiguously") {

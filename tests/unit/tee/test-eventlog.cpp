@@ -275,28 +275,43 @@ TEST_CASE("JSON event log: fields, versions and errors") {
             REQUIRE_FALSE(result.ok());
             return result.error().message;
         };
-        CHECK(error(R"([{"event_type":1,"event":"","event_payload":""}])") == "event log entry 0: 'imr' is missing");
-        CHECK(error(R"([{"imr":-1,"event_type":1,"event":"","event_payload":""}])").find("'imr' is not an unsigned") !=
-              std::string::npos);
-        CHECK(error(R"([{"imr":4294967296,"event_type":1,"event":"","event_payload":""}])").find("'imr'") !=
-              std::string::npos);
-        CHECK(error(R"([{"imr":0,"event_type":1.5,"event":"","event_payload":""}])").find("'event_type'") !=
-              std::string::npos);
-        CHECK(error(R"([{"imr":0,"event_type":1,"event_payload":""}])").find("'event' is missing") != std::string::npos);
-        CHECK(error(R"([{"imr":0,"event_type":1,"event":"","event_payload":"zz"}])").find("'event_payload'") !=
-              std::string::npos);
-        CHECK(error(R"([{"imr":0,"event_type":1,"event":"","event_payload":"","digest":"abc"}])").find("'digest'") !=
-              std::string::npos);
-        CHECK(error(R"([{"imr":0,"event_type":1,"event":"","event_payload":"","version":3}])").find("'version' is 3") !=
-              std::string::npos);
-        CHECK(error(R"([{"imr":0,"event_type":1,"event":"","event_payload":"","preimage":"xyz"}])")
-                  .find("'preimage'") != std::string::npos);
-        CHECK(error(R"({"imr":0})") == "event log is not a JSON array");
-        CHECK(error(R"([1])") == "event log entry 0: not an object");
+        CHECK(error(R"([{"event_type":1,"event":"","event_payload":""}])") == "$[0]: missing field 'imr'");
+        CHECK(error(R"([{"imr":-1,"event_type":1,"event":"","event_payload":""}])") ==
+              "$[0].imr: expected a non-negative integer, got -1");
+        CHECK(error(R"([{"imr":4294967296,"event_type":1,"event":"","event_payload":""}])") ==
+              "$[0].imr: 4294967296 is out of range (at most 4294967295)");
+        CHECK(error(R"([{"imr":0,"event_type":1.5,"event":"","event_payload":""}])") ==
+              "$[0].event_type: expected a non-negative integer, got a number that is not a 64-bit integer");
+        CHECK(error(R"([{"imr":0,"event_type":1,"event_payload":""}])") == "$[0]: missing field 'event'");
+        CHECK(error(R"([{"imr":0,"event_type":1,"event":null,"event_payload":""}])") ==
+              "$[0].event: expected a string, got null");
+        CHECK(error(R"([{"imr":0,"event_type":1,"event":"","event_payload":"zz"}])").rfind("$[0].event_payload: ", 0) == 0);
+        CHECK(error(R"([{"imr":0,"event_type":1,"event":"","event_payload":"","digest":"abc"}])").rfind("$[0].digest: ", 0) ==
+              0);
+        CHECK(error(R"([{"imr":0,"event_type":1,"event":"","event_payload":""},{"imr":0,"event_type":1,"event":"",)"
+                    R"("event_payload":"","digest":5}])") == "$[1].digest: expected a hex string, got 5");
+        CHECK(error(R"([{"imr":0,"event_type":1,"event":"","event_payload":"","version":3}])") ==
+              "$[0].version: 3 is not a runtime event version (1 or 2)");
+        CHECK(error(R"([{"imr":0,"event_type":1,"event":"","event_payload":"","preimage":"xyz"}])").rfind("$[0].preimage: ", 0) ==
+              0);
+        CHECK(error(R"({"imr":0})") == "$: expected an array, got an object");
+        CHECK(error(R"([1])") == "$[0]: expected an object, got 1");
         CHECK(error("[").find("not valid JSON") != std::string::npos);
         CHECK(error("[] x").find("not valid JSON") != std::string::npos);
-        CHECK(error(std::string(100, '[')) == "event log JSON nests too deeply");
+        CHECK(error(std::string(100, '[')) == "JSON nests deeper than 8 levels (at byte 8)");
         CHECK(error("[\"\xff\"]").find("not valid JSON") != std::string::npos);
+    }
+    SUBCASE("a key given twice is refused, even one the parser does not read") {
+        auto error = [](std::string_view json) {
+            auto result = parse_event_log_json(json);
+            REQUIRE_FALSE(result.ok());
+            return result.error().message;
+        };
+        CHECK(error(R"([{"imr":3,"event_type":1,"event":"","event_payload":"","imr":0}])") == "$[0]: duplicate key 'imr'");
+        CHECK(error(R"([{"imr":3,"event_type":1,"event":"a","event_payload":"","event":"b"}])") ==
+              "$[0]: duplicate key 'event'");
+        CHECK(error(R"([{"imr":3,"event_type":1,"event":"","event_payload":"","x":{"y":1,"y":1}}])") ==
+              "$[0].x: duplicate key 'y'");
     }
     SUBCASE("size and count limits") {
         std::string many = "[";
@@ -304,7 +319,7 @@ TEST_CASE("JSON event log: fields, versions and errors") {
         many.back() = ']';
         auto result = parse_event_log_json(many);
         REQUIRE_FALSE(result.ok());
-        CHECK(result.error().message.find("more than the limit of 4096") != std::string::npos);
+        CHECK(result.error().message == "$: 4097 entries exceed the limit of 4096");
         CHECK_FALSE(parse_event_log_json(std::string(max_event_log_size + 1, ' ')).ok());
     }
 }
