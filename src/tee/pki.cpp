@@ -2,77 +2,50 @@
 // constraints, and revocation where a missing or stale CRL fails closed (webpki's
 // UnknownStatusPolicy::Deny and ExpirationPolicy::Enforce, which dcap-qvl uses). Error texts carry
 // webpki's error names (CaUsedAsEndEntity, UnknownIssuer, ...) for parity with dcap-qvl's messages.
-#define MBEDTLS_ALLOW_PRIVATE_ACCESS  // the CRL's signature fields are private in mbedTLS 3
-
 #include "dstack/tee/pki.hpp"
 
 #include <algorithm>
 #include <optional>
 
-#include <mbedtls/asn1.h>
-#include <mbedtls/x509_crl.h>
-
-#include "dstack/crypto/p256.hpp"
+#include "dstack/crypto/asn1.hpp"
 
 namespace dstack::tee {
-
-struct Crl::Impl {
-    mbedtls_x509_crl crl;
-    Bytes der;
-    UnixSeconds this_update = 0;
-    UnixSeconds next_update = 0;
-    Impl() { mbedtls_x509_crl_init(&crl); }
-    ~Impl() { mbedtls_x509_crl_free(&crl); }
-    Impl(const Impl&) = delete;
-    Impl& operator=(const Impl&) = delete;
-};
 
 namespace {
 
 // Intel's chains are three certificates deep; the bound keeps path search trivially small.
 constexpr std::size_t max_chain_length = 8;
-constexpr std::size_t max_crl_size = 1024 * 1024;
 constexpr std::string_view basic_constraints_oid = "2.5.29.19";
-
-Result<UnixSeconds> to_unix(const mbedtls_x509_time& time) {
-    return parse_rfc3339(fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", time.year, time.mon, time.day, time.hour,
-                                     time.min, time.sec));
-}
-
-// Serial numbers compare as numbers: a 00 sign byte (or any other leading zero) is not significant.
-ByteView without_leading_zeros(ByteView serial) {
-    std::size_t skip = 0;
-    while (skip < serial.size() && serial[skip] == 0) ++skip;
-    return serial.subspan(skip);
-}
-
-bool same_bytes(ByteView a, ByteView b) { return std::equal(a.begin(), a.end(), b.begin(), b.end()); }
 
 // An anchor is a name and a key (as webpki holds it): another certificate with both is the anchor.
 bool is_trust_anchor(const crypto::Certificate& certificate, const crypto::Certificate& anchor) {
     return certificate.subject_der() == anchor.subject_der() && certificate.spki_der() == anchor.spki_der();
 }
 
-// pathLenConstraint of BasicConstraints, if any; mbedTLS has already validated the extension.
+// pathLenConstraint of BasicConstraints, if any (mbedTLS has already read cA from the extension).
+// BasicConstraints ::= SEQUENCE { cA BOOLEAN DEFAULT FALSE, pathLenConstraint INTEGER (0..MAX) OPTIONAL }
 Result<std::optional<unsigned>> path_length_limit(const crypto::Certificate& certificate) {
     auto value = certificate.extension(basic_constraints_oid);
     if (!value) return std::optional<unsigned>{};
-    unsigned char* p = value->data();
-    const unsigned char* end = p + value->size();
-    std::size_t length = 0;
-    if (mbedtls_asn1_get_tag(&p, end, &length, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0)
-        return make_error("malformed BasicConstraints in {}", certificate.subject_text());
-    end = p + length;
-    if (p < end && *p == MBEDTLS_ASN1_BOOLEAN) {
-        int ca = 0;
-        if (mbedtls_asn1_get_bool(&p, end, &ca) != 0)
-            return make_error("malformed BasicConstraints in {}", certificate.subject_text());
+    auto malformed = [&certificate](Error error) {
+        return std::move(error).context(fmt::format("malformed BasicConstraints in {}", certificate.subject_text()));
+    };
+    auto content = crypto::der::read_single(*value, crypto::der::tag::sequence);
+    if (!content) return malformed(std::move(content).take_error());
+    crypto::der::Reader fields(*content);
+    auto ca = fields.read_optional(crypto::der::tag::boolean);
+    if (!ca) return malformed(std::move(ca).take_error());
+    if (*ca) {
+        if (auto flag = crypto::der::read_boolean(**ca); !flag) return malformed(std::move(flag).take_error());
     }
-    if (p == end) return std::optional<unsigned>{};
-    int limit = 0;
-    if (mbedtls_asn1_get_int(&p, end, &limit) != 0 || limit < 0 || p != end)
-        return make_error("malformed BasicConstraints in {}", certificate.subject_text());
-    return std::optional<unsigned>{static_cast<unsigned>(limit)};
+    if (fields.at_end()) return std::optional<unsigned>{};
+    auto limit = fields.read(crypto::der::tag::integer);
+    if (!limit) return malformed(std::move(limit).take_error());
+    auto number = crypto::der::read_unsigned(*limit);
+    if (!number) return malformed(std::move(number).take_error());
+    if (auto end = fields.expect_end(); !end) return malformed(std::move(end).take_error());
+    // Any limit beyond the longest chain we accept is no limit at all.
+    return std::optional<unsigned>{static_cast<unsigned>(std::min<std::uint64_t>(*number, max_chain_length))};
 }
 
 Result<void> check_validity(const crypto::Certificate& certificate, UnixSeconds now) {
@@ -187,55 +160,6 @@ Result<void> check_revocation(const crypto::Certificate& certificate, const cryp
 }
 
 }  // namespace
-
-Result<Crl> Crl::from_der(ByteView der) {
-    if (der.size() > max_crl_size)
-        return make_error("Failed to parse CRL: {} bytes exceed the {}-byte limit", der.size(), max_crl_size);
-    if (der.empty()) return make_error("Failed to parse CRL: empty input");
-    auto impl = std::make_shared<Impl>();
-    int rc = mbedtls_x509_crl_parse_der(&impl->crl, der.data(), der.size());
-    if (rc != 0) return make_error("Failed to parse CRL: mbedTLS error -0x{:04x}", static_cast<unsigned>(-rc));
-    if (impl->crl.next != nullptr || impl->crl.raw.len != der.size()) return make_error("Failed to parse CRL: trailing data");
-    // RFC 5280 lets nextUpdate out, but DCAP enforces CRL expiry, so a CRL without one is useless.
-    if (impl->crl.next_update.year == 0) return make_error("Failed to parse CRL: no nextUpdate");
-    auto this_update = to_unix(impl->crl.this_update);
-    auto next_update = to_unix(impl->crl.next_update);
-    if (!this_update || !next_update) return make_error("Failed to parse CRL: unreadable thisUpdate/nextUpdate");
-    impl->this_update = *this_update;
-    impl->next_update = *next_update;
-    impl->der.assign(der.begin(), der.end());
-    return Crl(std::move(impl));
-}
-
-const Bytes& Crl::der() const { return impl_->der; }
-
-Bytes Crl::issuer_der() const {
-    const auto& raw = impl_->crl.issuer_raw;
-    return Bytes(raw.p, raw.p + raw.len);
-}
-
-UnixSeconds Crl::this_update() const { return impl_->this_update; }
-UnixSeconds Crl::next_update() const { return impl_->next_update; }
-
-bool Crl::lists_serial(ByteView serial) const {
-    ByteView wanted = without_leading_zeros(serial);
-    for (const mbedtls_x509_crl_entry* entry = &impl_->crl.entry; entry != nullptr; entry = entry->next) {
-        if (entry->serial.p == nullptr || entry->serial.len == 0) continue;  // the empty head of a CRL with no entries
-        if (same_bytes(without_leading_zeros(ByteView(entry->serial.p, entry->serial.len)), wanted)) return true;
-    }
-    return false;
-}
-
-Result<void> Crl::verify_issued_by(const crypto::Certificate& issuer) const {
-    const auto& crl = impl_->crl;
-    if (issuer_der() != issuer.subject_der()) return make_error("the CRL's issuer is not {}", issuer.subject_text());
-    if (crl.sig_pk != MBEDTLS_PK_ECDSA || crl.sig_md != MBEDTLS_MD_SHA256)
-        return make_error("the CRL is not signed with ECDSA-SHA256");
-    DSTACK_TRY(auto key, issuer.p256_public_key());
-    if (!crypto::p256_verify_der(key, ByteView(crl.tbs.p, crl.tbs.len), ByteView(crl.sig.p, crl.sig.len)))
-        return make_error("the CRL's signature does not verify with the key of {}", issuer.subject_text());
-    return {};
-}
 
 // A revocation does not lapse, so any CRL the anchor signed counts here whatever its dates; the
 // dates of the CRLs that cover the certificates below are checked in verify_chain_at.

@@ -3,36 +3,18 @@
 // revocation status is a failure), and CRLs must be current.
 #pragma once
 
-#include <memory>
-#include <string>
 #include <vector>
 
 #include "dstack/base/bytes.hpp"
 #include "dstack/base/clock.hpp"
 #include "dstack/base/result.hpp"
 #include "dstack/crypto/certificate.hpp"
+#include "dstack/crypto/crl.hpp"
 
 namespace dstack::tee {
 
-// Immutable, cheap to copy.
-class Crl {
-public:
-    static Result<Crl> from_der(ByteView der);  // "Failed to parse CRL: ..."
-
-    const Bytes& der() const;
-    Bytes issuer_der() const;
-    UnixSeconds this_update() const;
-    UnixSeconds next_update() const;
-    bool lists_serial(ByteView serial) const;  // the certificate serial's content bytes
-    // The CRL's signature by this certificate's key, and that the names match.
-    Result<void> verify_issued_by(const crypto::Certificate& issuer) const;
-
-    struct Impl;
-
-private:
-    explicit Crl(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
-    std::shared_ptr<const Impl> impl_;
-};
+// CRLs are parsed by the crypto layer; the rules for using them are here.
+using crypto::Crl;
 
 // Path validation of `chain` (leaf first; the other certificates may come in any order and may
 // include the anchor) up to `trust_anchor`, at `now`:
