@@ -10,8 +10,9 @@
 
 namespace dstack::crypto::detail {
 
-Result<void> ensure_psa();     // psa_crypto_init once, thread-safe
-Result<void> ensure_sodium();  // sodium_init once, thread-safe
+// Process-wide, one-time initialisation (thread-safe; later calls return the first outcome).
+Result<void> ensure_psa();     // the program's only psa_crypto_init
+Result<void> ensure_sodium();  // sodium_init
 
 Error psa_error(std::string_view what, psa_status_t status);
 

@@ -12,6 +12,9 @@
 namespace dstack::crypto {
 namespace detail {
 
+// The program's only psa_crypto_init. PSA Crypto's key store and DRBG are process-wide state of
+// mbedTLS, so they are set up once for the process (mbedTLS's TLS layer relies on it too: net's
+// TLS configuration calls crypto::init), and the outcome is kept for every later caller.
 Result<void> ensure_psa() {
     static std::once_flag once;
     static psa_status_t status = PSA_ERROR_BAD_STATE;
@@ -34,6 +37,7 @@ void fatal(const Error& error) {
     std::abort();
 }
 
+// libsodium's initialisation (its RNG and CPU feature detection) is process-wide as well: once.
 Result<void> ensure_sodium() {
     static std::once_flag once;
     static int rc = -1;

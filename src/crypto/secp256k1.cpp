@@ -12,7 +12,8 @@ namespace dstack::crypto {
 namespace {
 
 // A randomized context for signing (blinding against side channels); verification and recovery
-// use the static context. libsecp256k1 contexts are safe to share across threads once set up.
+// use the static context. libsecp256k1 contexts are safe to share across threads once set up, so
+// the process creates one, on first use, and keeps it.
 const secp256k1_context* signing_context() {
     static std::once_flag once;
     static secp256k1_context* context = nullptr;

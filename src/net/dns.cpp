@@ -61,6 +61,7 @@ void on_reply(void* arg, int status, int /*timeouts*/, unsigned char* reply, int
     outcome->values = std::move(parsed.values);
 }
 
+// ares_library_init sets up process-wide state (and is not thread-safe): once per process.
 void init_library_once() {
     static std::once_flag once;
     std::call_once(once, [] { ares_library_init(ARES_LIB_INIT_ALL); });

@@ -168,6 +168,7 @@ struct InheritedFds {
     std::vector<std::optional<int>> fds;  // by systemd's order; nullopt once a listener took it
 };
 
+// The descriptors systemd passed belong to the process, not to one listener: one pool per process.
 InheritedFds& inherited_fds() {
     static InheritedFds fds;
     return fds;

@@ -1,29 +1,14 @@
 // TLS configuration: PEM parsing, trust anchors, ALPN and versions, turned into mbedTLS configs.
 #include "tls-context.hpp"
 
-#include <mbedtls/error.h>
-// psa_util.h declares mbedtls_psa_get_random without C linkage for C++ callers.
-extern "C" {
-#include <mbedtls/psa_util.h>
-}
-#include <psa/crypto.h>
-
 #include <mutex>
 
 #include "dstack/base/log.hpp"
+#include "dstack/crypto/random.hpp"
 
 namespace dstack::net::tls {
 
 namespace {
-
-// TLS 1.3 in mbedTLS runs on PSA; psa_crypto_init is idempotent but not safe to race.
-Result<void> ensure_psa_initialized() {
-    static std::once_flag once;
-    static psa_status_t status = PSA_ERROR_BAD_STATE;
-    std::call_once(once, [] { status = psa_crypto_init(); });
-    if (status != PSA_SUCCESS) return make_error("PSA crypto initialisation failed (status {})", int(status));
-    return {};
-}
 
 int protocol_version(Version version) {
     return version == Version::tls1_3 ? MBEDTLS_SSL_VERSION_TLS1_3 : MBEDTLS_SSL_VERSION_TLS1_2;
@@ -31,11 +16,12 @@ int protocol_version(Version version) {
 
 Result<void> configure_common(ContextCore& core, int endpoint, Version min_version, Version max_version,
                               const std::vector<std::string>& alpn) {
-    DSTACK_CHECK(ensure_psa_initialized());
+    // TLS 1.3 in mbedTLS runs on PSA Crypto, which the crypto layer initialises once per process.
+    DSTACK_CHECK(crypto::init());
     int ret = mbedtls_ssl_config_defaults(&core.config, endpoint, MBEDTLS_SSL_TRANSPORT_STREAM,
                                           MBEDTLS_SSL_PRESET_DEFAULT);
     if (ret != 0) return make_error("TLS configuration: {}", mbedtls_error_text(ret));
-    mbedtls_ssl_conf_rng(&core.config, mbedtls_psa_get_random, MBEDTLS_PSA_RANDOM_STATE);
+    mbedtls_ssl_conf_rng(&core.config, crypto::tls_random, nullptr);
     if (protocol_version(min_version) > protocol_version(max_version))
         return make_error("TLS configuration: min_version is above max_version");
     mbedtls_ssl_conf_min_tls_version(&core.config, static_cast<mbedtls_ssl_protocol_version>(protocol_version(min_version)));
@@ -61,50 +47,18 @@ Result<void> use_identity(ContextCore& core, const CertifiedKey& certified_key, 
     auto identity = parse_identity(certified_key);
     if (!identity) return std::move(identity).take_error().context(what);
     core.identity = std::move(identity).value();
-    int ret = mbedtls_ssl_conf_own_cert(&core.config, &core.identity->certificates.chain, &core.identity->key);
+    int ret = mbedtls_ssl_conf_own_cert(&core.config, core.identity->certificates->get(), core.identity->key->get());
     if (ret != 0) return make_error("{}: {}", what, mbedtls_error_text(ret));
     return {};
 }
 
 }  // namespace
 
-std::string mbedtls_error_text(int code) {
-    char text[256] = {};
-    mbedtls_strerror(code, text, sizeof text);
-    return text;
-}
-
-namespace {
-
-Result<void> parse_certificates_into(mbedtls_x509_crt& chain, const std::string& pem, std::string_view what) {
-    if (pem.find("-----BEGIN CERTIFICATE-----") == std::string::npos)
-        return make_error("{}: no PEM certificate found", what);
-    // The PEM parser wants the terminating NUL counted in the length.
-    int ret = mbedtls_x509_crt_parse(&chain, reinterpret_cast<const unsigned char*>(pem.c_str()), pem.size() + 1);
-    if (ret < 0) return make_error("{}: {}", what, mbedtls_error_text(ret));
-    if (ret > 0) return make_error("{}: {} certificate(s) could not be parsed", what, ret);
-    return {};
-}
-
-}  // namespace
-
-Result<std::unique_ptr<CertificateChain>> parse_certificates(const std::string& pem, std::string_view what) {
-    auto chain = std::make_unique<CertificateChain>();
-    DSTACK_CHECK(parse_certificates_into(chain->chain, pem, what));
-    return chain;
-}
-
 Result<std::shared_ptr<Identity>> parse_identity(const CertifiedKey& certified_key) {
     auto identity = std::make_shared<Identity>();
-    DSTACK_CHECK(parse_certificates_into(identity->certificates.chain, certified_key.chain_pem, "certificate chain"));
-    if (certified_key.key_pem.empty()) return make_error("private key: empty");
-    int ret = mbedtls_pk_parse_key(&identity->key, reinterpret_cast<const unsigned char*>(certified_key.key_pem.c_str()),
-                                   certified_key.key_pem.size() + 1, nullptr, 0, mbedtls_psa_get_random,
-                                   MBEDTLS_PSA_RANDOM_STATE);
-    if (ret != 0) return make_error("private key: {}", mbedtls_error_text(ret));
-    ret = mbedtls_pk_check_pair(&identity->certificates.chain.pk, &identity->key, mbedtls_psa_get_random,
-                                MBEDTLS_PSA_RANDOM_STATE);
-    if (ret != 0) return make_error("private key does not belong to the first certificate of the chain");
+    DSTACK_TRY(identity->certificates, crypto::TlsCertificates::from_pem(certified_key.chain_pem, "certificate chain"));
+    DSTACK_TRY(identity->key, crypto::TlsPrivateKey::from_pem(certified_key.key_pem));
+    DSTACK_CHECK(crypto::check_key_pair(*identity->certificates, *identity->key));
     return identity;
 }
 
@@ -139,10 +93,10 @@ Result<std::shared_ptr<ServerContext>> make_server_context(ServerConfig config) 
     int authmode = MBEDTLS_SSL_VERIFY_NONE;
     if (config.client_auth != ClientAuth::none) {
         if (!config.client_ca_pem.empty()) {
-            auto anchors = parse_certificates(config.client_ca_pem, "client CA certificates");
+            auto anchors = crypto::TlsCertificates::from_pem(config.client_ca_pem, "client CA certificates");
             if (!anchors) return std::move(anchors).take_error();
             core.trust_anchors = std::move(anchors).value();
-            mbedtls_ssl_conf_ca_chain(&core.config, &core.trust_anchors->chain, nullptr);
+            mbedtls_ssl_conf_ca_chain(&core.config, core.trust_anchors->get(), nullptr);
         } else if (core.verify_hook) {
             core.hook_only = true;
         } else {
@@ -174,10 +128,10 @@ Result<std::shared_ptr<ClientContext>> make_client_context(ClientConfig config) 
     int authmode = MBEDTLS_SSL_VERIFY_NONE;
     if (config.verify_server) {
         if (!config.ca_pem.empty()) {
-            auto anchors = parse_certificates(config.ca_pem, "CA certificates");
+            auto anchors = crypto::TlsCertificates::from_pem(config.ca_pem, "CA certificates");
             if (!anchors) return std::move(anchors).take_error();
             core.trust_anchors = std::move(anchors).value();
-            mbedtls_ssl_conf_ca_chain(&core.config, &core.trust_anchors->chain, nullptr);
+            mbedtls_ssl_conf_ca_chain(&core.config, core.trust_anchors->get(), nullptr);
             // mbedTLS ties the name check to SNI; without a name check, check_peer() enforces
             // every other verification flag after the handshake.
             authmode = config.verify_hostname ? MBEDTLS_SSL_VERIFY_REQUIRED : MBEDTLS_SSL_VERIFY_OPTIONAL;

@@ -9,36 +9,22 @@
 #include <string>
 #include <vector>
 
-#include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
-#include <mbedtls/x509_crt.h>
 
+#include "dstack/crypto/tls-credentials.hpp"
 #include "dstack/net/tls.hpp"
 
 namespace dstack::net::tls {
 
-// mbedTLS's error text for a (negative) error code.
-std::string mbedtls_error_text(int code);
+using crypto::mbedtls_error_text;
 
-// Certificates that mbedTLS points into; pinned on the heap for as long as any user lives.
-struct CertificateChain {
-    mbedtls_x509_crt chain;
-    CertificateChain() { mbedtls_x509_crt_init(&chain); }
-    ~CertificateChain() { mbedtls_x509_crt_free(&chain); }
-    CertificateChain(const CertificateChain&) = delete;
-    CertificateChain& operator=(const CertificateChain&) = delete;
-};
-
+// Parsed by the crypto layer; pinned on the heap for as long as any configuration or connection
+// that mbedTLS lets point into them lives.
 struct Identity {
-    CertificateChain certificates;
-    mbedtls_pk_context key;
-    Identity() { mbedtls_pk_init(&key); }
-    ~Identity() { mbedtls_pk_free(&key); }
-    Identity(const Identity&) = delete;
-    Identity& operator=(const Identity&) = delete;
+    std::unique_ptr<crypto::TlsCertificates> certificates;
+    std::unique_ptr<crypto::TlsPrivateKey> key;
 };
 
-Result<std::unique_ptr<CertificateChain>> parse_certificates(const std::string& pem, std::string_view what);
 Result<std::shared_ptr<Identity>> parse_identity(const CertifiedKey& certified_key);
 
 // mbedTLS's SNI callback (defined with the connection, whose state it fills in).
@@ -50,7 +36,7 @@ struct ContextCore {
     std::vector<std::string> alpn;
     std::vector<const char*> alpn_list;  // null-terminated view of `alpn`, as mbedTLS wants it
     std::shared_ptr<Identity> identity;
-    std::unique_ptr<CertificateChain> trust_anchors;
+    std::unique_ptr<crypto::TlsCertificates> trust_anchors;
     VerifyHook verify_hook;
     // No trust anchors, so the chain cannot be anchored: only the hook decides (RA-TLS).
     bool hook_only = false;

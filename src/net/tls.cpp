@@ -1,9 +1,9 @@
 // TlsStream: mbedTLS driven over any Stream. mbedTLS reads and writes in-memory buffers
 // through its BIO callbacks; whenever it wants more input the coroutine awaits the transport,
 // and whatever it produced is written out before waiting, so no call ever blocks.
-#include <mbedtls/error.h>
 #include <atomic>
 #include <cstring>
+
 #include <mbedtls/ssl.h>
 
 #include <asio/redirect_error.hpp>
@@ -52,20 +52,6 @@ std::string alert_name(int alert) {
         case MBEDTLS_SSL_ALERT_MSG_ILLEGAL_PARAMETER: return "illegal_parameter";
         default: return fmt::format("alert {}", alert);
     }
-}
-
-std::string verify_flags_text(std::uint32_t flags) {
-    char text[1024] = {};
-    mbedtls_x509_crt_verify_info(text, sizeof text, "", flags);
-    std::string joined;
-    for (std::string_view rest = text; !rest.empty();) {
-        auto end = rest.find('\n');
-        auto line = rest.substr(0, end);
-        if (!line.empty()) joined += (joined.empty() ? "" : "; ") + std::string(line);
-        if (end == std::string_view::npos) break;
-        rest.remove_prefix(end + 1);
-    }
-    return joined;
 }
 
 // Closes the transport when a handshake runs too long. The timer and its handler live on the
@@ -237,7 +223,7 @@ public:
         }
         if (!*identity) return 0;
         sni_identity_ = std::move(identity).value();  // mbedTLS points into it until the handshake ends
-        return mbedtls_ssl_set_hs_own_cert(&ssl_, &sni_identity_->certificates.chain, &sni_identity_->key);
+        return mbedtls_ssl_set_hs_own_cert(&ssl_, sni_identity_->certificates->get(), sni_identity_->key->get());
     }
 
 private:
@@ -328,7 +314,7 @@ private:
         }
         if (ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED || ret == MBEDTLS_ERR_SSL_BAD_CERTIFICATE) {
             auto flags = mbedtls_ssl_get_verify_result(&ssl_);
-            if (flags != 0 && flags != std::uint32_t(-1)) return fmt::format("{}: {}", text, verify_flags_text(flags));
+            if (flags != 0 && flags != std::uint32_t(-1)) return fmt::format("{}: {}", text, crypto::x509_verify_flags_text(flags));
         }
         if (ret == MBEDTLS_ERR_SSL_NO_CLIENT_CERTIFICATE) return text + " (a client certificate is required)";
         return text;
@@ -340,9 +326,7 @@ private:
         if (const char* suite = mbedtls_ssl_get_ciphersuite(&ssl_)) session_.cipher_suite = suite;
         if (const char* alpn = mbedtls_ssl_get_alpn_protocol(&ssl_)) session_.alpn = alpn;
         if (client_) session_.server_name = client_->server_name;
-        for (const mbedtls_x509_crt* crt = mbedtls_ssl_get_peer_cert(&ssl_); crt != nullptr && crt->raw.p != nullptr;
-             crt = crt->next)
-            session_.peer_chain_der.emplace_back(crt->raw.p, crt->raw.p + crt->raw.len);
+        session_.peer_chain_der = crypto::certificate_list_der(mbedtls_ssl_get_peer_cert(&ssl_));
     }
 
     // Our policy on top of mbedTLS's: optional modes and hook-only trust leave the verdict to us.
@@ -365,7 +349,7 @@ private:
             if (client_ && !client_->verify_hostname) tolerated |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
             if (flags == std::uint32_t(-1)) return make_error("{} certificate was not verified", whose);
             if (flags & ~tolerated)
-                return make_error("{} certificate rejected: {}", whose, verify_flags_text(flags & ~tolerated));
+                return make_error("{} certificate rejected: {}", whose, crypto::x509_verify_flags_text(flags & ~tolerated));
         }
         if (c.verify_hook && !session_.peer_chain_der.empty()) {
             Result<void> verdict = make_error("verify hook threw");

@@ -1,10 +1,9 @@
 // The PCCS / Intel PCS protocol pieces: base URL normalisation, endpoint URLs, the pckcert query
 // of encrypted-PPID quotes, header decoding and the root CA CRL's sources. No I/O here.
-#include <mbedtls/asn1.h>
-
 #include <algorithm>
 
 #include "dstack/base/hex.hpp"
+#include "dstack/crypto/asn1.hpp"
 #include "dstack/net/http.hpp"
 #include "dstack/tee/collateral-fetch.hpp"
 
@@ -16,8 +15,7 @@ constexpr std::string_view tdx_certification_suffix = "/tdx/certification/v4";
 constexpr std::string_view crl_distribution_points_oid = "2.5.29.31";
 constexpr std::uint16_t cert_type_encrypted_ppid_2048 = 2;
 constexpr std::uint16_t cert_type_encrypted_ppid_3072 = 3;
-constexpr int context_tag_0 = MBEDTLS_ASN1_CONTEXT_SPECIFIC | MBEDTLS_ASN1_CONSTRUCTED | 0;
-constexpr unsigned char uri_tag = MBEDTLS_ASN1_CONTEXT_SPECIFIC | 6;
+constexpr std::uint8_t uri_tag = crypto::der::tag::context(6);  // GeneralName uniformResourceIdentifier [6] IA5String
 
 // PCCS normalises query parameters to uppercase; Intel's PCS accepts either.
 std::string upper_hex(ByteView bytes) {
@@ -148,38 +146,35 @@ Result<std::optional<std::string>> crl_distribution_point_uri(const crypto::Cert
     auto extension = certificate.extension(crl_distribution_points_oid);
     if (!extension) return std::optional<std::string>();
     auto fail = [](std::string_view what) { return make_error("Failed to parse CRL Distribution Points: {}", what); };
+    auto malformed = [](Error error, std::string_view what) {
+        return std::move(error).context(fmt::format("Failed to parse CRL Distribution Points: {}", what));
+    };
 
-    unsigned char* p = extension->data();
-    const unsigned char* end = p + extension->size();
-    std::size_t length = 0;
-    if (mbedtls_asn1_get_tag(&p, end, &length, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0 ||
-        p + length != end)
-        return fail("not a SEQUENCE");
+    namespace der = crypto::der;
+    auto points = der::read_single(*extension, der::tag::sequence);
+    if (!points) return malformed(std::move(points).take_error(), "not a SEQUENCE");
     // CRLDistributionPoints ::= SEQUENCE OF DistributionPoint; DistributionPoint ::= SEQUENCE {
     // distributionPoint [0] DistributionPointName OPTIONAL, reasons [1], cRLIssuer [2] };
     // DistributionPointName ::= CHOICE { fullName [0] GeneralNames, nameRelativeToCRLIssuer [1] };
     // a URI is GeneralName [6] IA5String.
-    while (p < end) {
-        if (mbedtls_asn1_get_tag(&p, end, &length, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE) != 0)
-            return fail("a DistributionPoint is not a SEQUENCE");
-        const unsigned char* point_end = p + length;
-        unsigned char* q = p;
-        p += length;
-        std::size_t name_length = 0;
-        if (mbedtls_asn1_get_tag(&q, point_end, &name_length, context_tag_0) != 0)
-            continue;  // no distributionPoint (reasons/cRLIssuer only)
-        const unsigned char* name_end = q + name_length;
-        std::size_t names_length = 0;
-        if (mbedtls_asn1_get_tag(&q, name_end, &names_length, context_tag_0) != 0)
-            continue;  // a relative name, not a full name
-        const unsigned char* names_end = q + names_length;
-        while (q < names_end) {
-            unsigned char tag = *q++;
-            std::size_t value_length = 0;
-            if (mbedtls_asn1_get_len(&q, names_end, &value_length) != 0) return fail("truncated GeneralName");
-            std::string_view value(reinterpret_cast<const char*>(q), value_length);
-            q += value_length;
-            if (tag != uri_tag) continue;
+    der::Reader point_list(*points);
+    while (!point_list.at_end()) {
+        auto point = point_list.read(der::tag::sequence);
+        if (!point) return malformed(std::move(point).take_error(), "a DistributionPoint");
+        der::Reader fields(*point);
+        auto name = fields.read_optional(der::tag::context_constructed(0));
+        if (!name) return malformed(std::move(name).take_error(), "a distributionPoint");
+        if (!*name) continue;  // no distributionPoint (reasons/cRLIssuer only)
+        der::Reader name_choice(**name);
+        auto full_name = name_choice.read_optional(der::tag::context_constructed(0));
+        if (!full_name) return malformed(std::move(full_name).take_error(), "a fullName");
+        if (!*full_name) continue;  // a relative name, not a full name
+        der::Reader general_names(**full_name);
+        while (!general_names.at_end()) {
+            auto general_name = general_names.read();
+            if (!general_name) return malformed(std::move(general_name).take_error(), "a GeneralName");
+            if (general_name->tag != uri_tag) continue;
+            std::string_view value = as_chars(general_name->content);
             if (!is_printable_ascii(value)) return fail("the URI is not printable ASCII");
             if (!has_prefix_ignoring_case(value, "https://") && !has_prefix_ignoring_case(value, "http://"))
                 return make_error("CRL distribution point {} is not an http(s) URL", value);

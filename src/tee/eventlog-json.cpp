@@ -36,7 +36,9 @@ Result<TdxEvent> event_from_json(const json::Value& value) {
         DSTACK_TRY(auto bytes, preimage->hex());
         event.preimage = std::move(bytes);
     }
-    if (event.event_type == runtime_event_type) DSTACK_CHECK(check_runtime_event_name(event.event));
+    if (event.event_type == runtime_event_type) {
+        if (auto named = check_runtime_event_name(event.event); !named) return std::move(named).take_error().context(value.path());
+    }
     return event;
 }
 

@@ -1,6 +1,6 @@
 // The Intel SGX extension of PCK certificates. Its value is a SEQUENCE of SEQUENCE{OID, value};
-// the TCB entry nests the same shape one level down. Reading uses mbedTLS's bounded ASN.1 reader;
-// every value's tag and size is checked, and an OID may appear only once at each level, so that a
+// the TCB entry nests the same shape one level down. Reading uses the crypto layer's bounded DER
+// reader; every value's tag and size is checked, and an OID may appear only once at each level, so that a
 // certificate cannot show one FMSPC or TCB to us and another to a different verifier.
 #include "dstack/tee/pck-extension.hpp"
 
@@ -8,14 +8,16 @@
 #include <optional>
 #include <vector>
 
-#include <mbedtls/asn1.h>
-
 #include "dstack/base/hex.hpp"
+#include "dstack/crypto/asn1.hpp"
 #include "dstack/crypto/x509-name.hpp"
 
 namespace dstack::tee {
 
 namespace {
+
+namespace der = crypto::der;
+namespace tag = crypto::der::tag;
 
 // DER content of 1.2.840.113741.1.13.1; every entry's OID extends it by one or two small arcs.
 constexpr std::uint8_t sgx_arc[] = {0x2A, 0x86, 0x48, 0x86, 0xF8, 0x4D, 0x01, 0x0D, 0x01};
@@ -46,52 +48,32 @@ std::string oid_text(ByteView oid) {
     return dotted ? *dotted : "OID " + hex_encode(oid);
 }
 
-struct Element {
-    int tag = 0;
-    ByteView content;
-};
-
 struct Entry {
     Bytes oid;
-    Element value;
+    der::Element value;
 };
 
-// One TLV from [*cursor, end); single-byte tags only (all the extension uses).
-Result<Element> read_element(unsigned char** cursor, const unsigned char* end, std::string_view what) {
-    if (*cursor >= end) return make_error("Intel extension: {} is missing", what);
-    int tag = **cursor;
-    if ((tag & 0x1F) == 0x1F) return make_error("Intel extension: {} has an unsupported multi-byte tag", what);
-    ++*cursor;
-    std::size_t length = 0;
-    if (mbedtls_asn1_get_len(cursor, end, &length) != 0) {
-        return make_error("Intel extension: {} has a length that is invalid or runs past its container", what);
-    }
-    Element element{tag, ByteView(*cursor, length)};
-    *cursor += length;
+Result<der::Element> read_element(der::Reader& reader, std::string_view what) {
+    auto element = reader.read();
+    if (!element) return std::move(element).take_error().context(fmt::format("Intel extension: {}", what));
     return element;
 }
-
-unsigned char* begin_of(ByteView bytes) { return const_cast<unsigned char*>(bytes.data()); }
 
 // The SEQUENCE{OID, value} entries inside `content`, refusing repeated OIDs.
 Result<std::vector<Entry>> read_entries(ByteView content, std::string_view where) {
     std::vector<Entry> entries;
-    unsigned char* cursor = begin_of(content);
-    const unsigned char* end = content.data() + content.size();
-    while (cursor < end) {
+    der::Reader reader(content);
+    while (!reader.at_end()) {
         if (entries.size() == max_entries) return make_error("Intel extension: {} has too many entries", where);
-        DSTACK_TRY(auto entry, read_element(&cursor, end, fmt::format("an entry of {}", where)));
-        if (entry.tag != (MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE)) {
-            return make_error("Intel extension: an entry of {} is not a SEQUENCE", where);
-        }
-        unsigned char* inner = begin_of(entry.content);
-        const unsigned char* inner_end = entry.content.data() + entry.content.size();
-        DSTACK_TRY(auto oid, read_element(&inner, inner_end, fmt::format("the OID of an entry of {}", where)));
-        if (oid.tag != MBEDTLS_ASN1_OID) return make_error("Intel extension: an entry of {} does not start with an OID", where);
+        DSTACK_TRY(auto entry, read_element(reader, fmt::format("an entry of {}", where)));
+        if (entry.tag != tag::sequence) return make_error("Intel extension: an entry of {} is not a SEQUENCE", where);
+        der::Reader inner(entry.content);
+        DSTACK_TRY(auto oid, read_element(inner, fmt::format("the OID of an entry of {}", where)));
+        if (oid.tag != tag::oid) return make_error("Intel extension: an entry of {} does not start with an OID", where);
         Bytes oid_bytes(oid.content.begin(), oid.content.end());
         auto name = oid_text(oid_bytes);
-        DSTACK_TRY(auto value, read_element(&inner, inner_end, fmt::format("the value of {}", name)));
-        if (inner != inner_end) return make_error("Intel extension: entry {} has data after its value", name);
+        DSTACK_TRY(auto value, read_element(inner, fmt::format("the value of {}", name)));
+        if (!inner.at_end()) return make_error("Intel extension: entry {} has data after its value", name);
         for (const auto& seen : entries) {
             if (seen.oid == oid_bytes) return make_error("Intel extension: duplicate entry {}", name);
         }
@@ -111,14 +93,14 @@ Error missing(std::initializer_list<Bytes> path) {
     return make_error("Intel extension path [{}] is missing", names);
 }
 
-Result<ByteView> require_tag(const Entry& entry, int tag, std::string_view tag_name) {
-    if (entry.value.tag != tag) {
-        return make_error("Intel extension: {} is not an {}", oid_text(entry.oid), tag_name);
+Result<ByteView> require_tag(const Entry& entry, std::uint8_t expected) {
+    if (entry.value.tag != expected) {
+        return make_error("Intel extension: {} is not an {}", oid_text(entry.oid), der::tag_name(expected));
     }
     return entry.value.content;
 }
 
-Result<ByteView> octet_string(const Entry& entry) { return require_tag(entry, MBEDTLS_ASN1_OCTET_STRING, "OCTET STRING"); }
+Result<ByteView> octet_string(const Entry& entry) { return require_tag(entry, tag::octet_string); }
 
 // INTEGER or ENUMERATED content of 1 or 2 bytes, as dcap-qvl reads PCESVN and the SGX type. DER
 // makes a set top bit negative; dcap-qvl would read it as a large unsigned value, we refuse it.
@@ -139,7 +121,7 @@ Result<Fixed<N>> fixed_octets(const Entry& entry, std::string_view mismatch_mess
 }
 
 Result<void> read_tcb(const Entry& tcb_entry, PckExtension& out) {
-    DSTACK_TRY(auto content, require_tag(tcb_entry, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE, "SEQUENCE"));
+    DSTACK_TRY(auto content, require_tag(tcb_entry, tag::sequence));
     DSTACK_TRY(auto entries, read_entries(content, "the TCB"));
     auto tcb = sgx_oid({arc_tcb});
     // Exactly the 16 component SVNs, PCESVN and CPUSVN: anything else is not an Intel TCB.
@@ -156,7 +138,7 @@ Result<void> read_tcb(const Entry& tcb_entry, PckExtension& out) {
             DSTACK_TRY(out.cpu_svn, fixed_octets<16>(*entry, "CpuSvn length mismatch"));
             continue;
         }
-        DSTACK_TRY(auto value, require_tag(*entry, MBEDTLS_ASN1_INTEGER, "INTEGER"));
+        DSTACK_TRY(auto value, require_tag(*entry, tag::integer));
         auto number = small_unsigned(value);
         if (arc == arc_tcb_pce_svn) {
             if (!number) {
@@ -171,52 +153,17 @@ Result<void> read_tcb(const Entry& tcb_entry, PckExtension& out) {
     return {};
 }
 
-// DER writing for the few shapes the extension needs.
-void put_length(Bytes& out, std::size_t length) {
-    if (length < 0x80) {
-        out.push_back(static_cast<std::uint8_t>(length));
-        return;
-    }
-    std::uint8_t octets[sizeof(std::size_t)];
-    std::size_t count = 0;
-    for (auto rest = length; rest != 0; rest >>= 8) octets[count++] = static_cast<std::uint8_t>(rest);
-    out.push_back(static_cast<std::uint8_t>(0x80 | count));
-    while (count != 0) out.push_back(octets[--count]);
-}
-
-Bytes tlv(int tag, ByteView content) {
-    Bytes out{static_cast<std::uint8_t>(tag)};
-    put_length(out, content.size());
-    out.insert(out.end(), content.begin(), content.end());
-    return out;
-}
-
-Bytes unsigned_integer(int tag, std::uint32_t value) {
-    Bytes content;
-    for (int shift = 24; shift >= 0; shift -= 8) {
-        auto octet = static_cast<std::uint8_t>(value >> shift);
-        if (content.empty() && octet == 0 && shift != 0) continue;
-        content.push_back(octet);
-    }
-    // A set top bit would read as negative: DER prefixes a zero byte.
-    if (content.front() & 0x80) content.insert(content.begin(), 0);
-    return tlv(tag, content);
-}
-
 Bytes der_entry(const Bytes& oid, const Bytes& value) {
-    return tlv(MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE, concat({tlv(MBEDTLS_ASN1_OID, oid), value}));
+    return der::encode(tag::sequence, concat({der::encode(tag::oid, oid), value}));
 }
 
 }  // namespace
 
 Result<PckExtension> parse_pck_extension_value(ByteView extension_value) {
-    unsigned char* cursor = begin_of(extension_value);
-    const unsigned char* end = extension_value.data() + extension_value.size();
-    DSTACK_TRY(auto outer, read_element(&cursor, end, "the extension value"));
-    if (outer.tag != (MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE)) {
-        return make_error("Intel extension: the value is not a SEQUENCE");
-    }
-    if (cursor != end) return make_error("Intel extension: {} bytes after the SEQUENCE", end - cursor);
+    der::Reader reader(extension_value);
+    DSTACK_TRY(auto outer, read_element(reader, "the extension value"));
+    if (outer.tag != tag::sequence) return make_error("Intel extension: the value is not a SEQUENCE");
+    if (!reader.at_end()) return make_error("Intel extension: {} bytes after the SEQUENCE", reader.remaining());
     DSTACK_TRY(auto entries, read_entries(outer.content, "the extension"));
 
     PckExtension out;
@@ -240,7 +187,7 @@ Result<PckExtension> parse_pck_extension_value(ByteView extension_value) {
     DSTACK_TRY(out.fmspc, fixed_octets<6>(*fmspc, "Fmspc length mismatch"));
 
     DSTACK_TRY(auto sgx_type, required(arc_sgx_type));
-    DSTACK_TRY(auto sgx_type_value, require_tag(*sgx_type, MBEDTLS_ASN1_ENUMERATED, "ENUMERATED"));
+    DSTACK_TRY(auto sgx_type_value, require_tag(*sgx_type, tag::enumerated));
     auto sgx_type_number = small_unsigned(sgx_type_value);
     if (!sgx_type_number) {
         return make_error("Intel extension: SGX type is {} bytes, expected 1 or 2 holding a non-negative value",
@@ -265,27 +212,27 @@ Bytes encode_pck_extension_value(const PckExtension& extension, const Fixed<16>&
     Bytes tcb_entries;
     for (std::size_t i = 0; i < tcb_component_count; ++i) {
         auto arc = static_cast<std::uint8_t>(i + 1);
-        auto component = der_entry(sgx_oid({arc_tcb, arc}), unsigned_integer(MBEDTLS_ASN1_INTEGER, tcb_components[i]));
+        auto component = der_entry(sgx_oid({arc_tcb, arc}), der::encode_unsigned(tag::integer, tcb_components[i]));
         tcb_entries.insert(tcb_entries.end(), component.begin(), component.end());
     }
     tcb_entries = concat({tcb_entries,
-                          der_entry(sgx_oid({arc_tcb, arc_tcb_pce_svn}), unsigned_integer(MBEDTLS_ASN1_INTEGER, extension.pce_svn)),
-                          der_entry(sgx_oid({arc_tcb, arc_tcb_cpu_svn}), tlv(MBEDTLS_ASN1_OCTET_STRING, extension.cpu_svn))});
+                          der_entry(sgx_oid({arc_tcb, arc_tcb_pce_svn}), der::encode_unsigned(tag::integer, extension.pce_svn)),
+                          der_entry(sgx_oid({arc_tcb, arc_tcb_cpu_svn}), der::encode(tag::octet_string, extension.cpu_svn))});
 
     auto sgx_type = static_cast<std::uint32_t>(std::max(extension.sgx_type, 0));
     Bytes entries = concat({
-        der_entry(sgx_oid({arc_ppid}), tlv(MBEDTLS_ASN1_OCTET_STRING, extension.ppid)),
-        der_entry(sgx_oid({arc_tcb}), tlv(MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE, tcb_entries)),
-        der_entry(sgx_oid({arc_pce_id}), tlv(MBEDTLS_ASN1_OCTET_STRING, extension.pce_id)),
-        der_entry(sgx_oid({arc_fmspc}), tlv(MBEDTLS_ASN1_OCTET_STRING, extension.fmspc)),
-        der_entry(sgx_oid({arc_sgx_type}), unsigned_integer(MBEDTLS_ASN1_ENUMERATED, sgx_type)),
+        der_entry(sgx_oid({arc_ppid}), der::encode(tag::octet_string, extension.ppid)),
+        der_entry(sgx_oid({arc_tcb}), der::encode(tag::sequence, tcb_entries)),
+        der_entry(sgx_oid({arc_pce_id}), der::encode(tag::octet_string, extension.pce_id)),
+        der_entry(sgx_oid({arc_fmspc}), der::encode(tag::octet_string, extension.fmspc)),
+        der_entry(sgx_oid({arc_sgx_type}), der::encode_unsigned(tag::enumerated, sgx_type)),
     });
     if (extension.platform_instance_id) {
         auto instance = der_entry(sgx_oid({arc_platform_instance_id}),
-                              tlv(MBEDTLS_ASN1_OCTET_STRING, *extension.platform_instance_id));
+                              der::encode(tag::octet_string, *extension.platform_instance_id));
         entries.insert(entries.end(), instance.begin(), instance.end());
     }
-    return tlv(MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE, entries);
+    return der::encode(tag::sequence, entries);
 }
 
 std::string pck_ca_kind(const crypto::Certificate& pck_certificate) {

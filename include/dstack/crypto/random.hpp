@@ -10,8 +10,10 @@
 
 namespace dstack::crypto {
 
-// Initialises PSA Crypto and libsodium once (thread-safe). Every function of this layer calls it
-// itself; applets call it at start-up only to fail early with a clear message.
+// Initialises PSA Crypto and libsodium, once per process (thread-safe): the program's only
+// psa_crypto_init. Every function of this layer calls it itself; net's TLS configuration calls it
+// because mbedTLS's TLS layer runs on PSA; applets call it at start-up only to fail early with a
+// clear message.
 Result<void> init();
 
 // Fills `out` from PSA's DRBG. A failing system RNG leaves no safe way to go on, so this aborts

@@ -3,39 +3,21 @@
 // revocation status is a failure), and CRLs must be current.
 #pragma once
 
-#include <memory>
-#include <string>
 #include <vector>
 
 #include "dstack/base/bytes.hpp"
 #include "dstack/base/clock.hpp"
 #include "dstack/base/result.hpp"
 #include "dstack/crypto/certificate.hpp"
+#include "dstack/crypto/crl.hpp"
 
 namespace dstack::tee {
 
-// Immutable, cheap to copy.
-class Crl {
-public:
-    static Result<Crl> from_der(ByteView der);  // "Failed to parse CRL: ..."
+// CRLs are parsed by the crypto layer; the rules for using them are here.
+using crypto::Crl;
 
-    const Bytes& der() const;
-    Bytes issuer_der() const;
-    UnixSeconds this_update() const;
-    UnixSeconds next_update() const;
-    bool lists_serial(ByteView serial) const;  // the certificate serial's content bytes
-    // The CRL's signature by this certificate's key, and that the names match.
-    Result<void> verify_issued_by(const crypto::Certificate& issuer) const;
-
-    struct Impl;
-
-private:
-    explicit Crl(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
-    std::shared_ptr<const Impl> impl_;
-};
-
-// Path validation of `chain` (leaf first; the other certificates may come in any order and may
-// include the anchor) up to `trust_anchor`, at `now`:
+// Path validation of `chain` (leaf first, at most 8 certificates; the others may come in any order
+// and may include the anchor) up to `trust_anchor`, at `now`:
 // - each signature, each validity period (notBefore <= now <= notAfter);
 // - basic constraints: issuers must be CAs (and within path length), the leaf must not be one
 //   (error text contains "CaUsedAsEndEntity");
@@ -43,8 +25,19 @@ private:
 //   its issuer, current at `now` (thisUpdate <= now <= nextUpdate), that does not list it;
 // - the anchor's own serial must not be listed by any CRL the anchor issued.
 // Errors name the certificate (subject) and the rule.
+// Path building tries at most this many certificates as issuers per verification (Intel's chains
+// need two: the intermediate, then the anchor); a chain of look-alike or looping CA certificates
+// is refused beyond it ("MaximumPathBuildCallsExceeded"). Paths hold at most 3 intermediates.
+inline constexpr std::size_t max_issuer_candidates = 4;
+
+// What one verification cost, for the tests that bound it.
+struct ChainWork {
+    std::size_t issuer_candidates = 0;        // certificates considered as the issuer of another
+    std::size_t signature_verifications = 0;  // certificate and CRL signatures checked
+};
+
 Result<void> verify_chain_at(const std::vector<crypto::Certificate>& chain, const crypto::Certificate& trust_anchor,
-                             const std::vector<Crl>& crls, UnixSeconds now);
+                             const std::vector<Crl>& crls, UnixSeconds now, ChainWork* work = nullptr);
 
 // The path rules of verify_chain_at without revocation (signatures, validity, basic constraints):
 // whether a chain is worth fetching CRLs and collateral for. Never a substitute for verify_chain_at.

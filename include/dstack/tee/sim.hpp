@@ -13,6 +13,7 @@
 #include "dstack/base/clock.hpp"
 #include "dstack/base/result.hpp"
 #include "dstack/crypto/certificate.hpp"
+#include "dstack/crypto/crl-writer.hpp"
 #include "dstack/crypto/p256.hpp"
 #include "dstack/tee/collateral.hpp"
 #include "dstack/tee/eventlog.hpp"
@@ -68,11 +69,8 @@ Result<crypto::Certificate> issue_tcb_signing_certificate(const crypto::P256Priv
                                                           const crypto::Certificate& root, UnixSeconds not_before,
                                                           UnixSeconds not_after);
 
-// A DER X.509 v2 CRL (ecdsa-with-SHA256; CRL Number 1; AuthorityKeyIdentifier when the issuer has a
-// SubjectKeyIdentifier) listing `revoked_serials` (certificate serial INTEGER contents, as
-// Certificate::serial() gives them), revoked at this_update. mbedTLS has no CRL writer.
-Result<Bytes> write_crl(const crypto::P256PrivateKey& issuer_key, const crypto::Certificate& issuer,
-                        const std::vector<Bytes>& revoked_serials, UnixSeconds this_update, UnixSeconds next_update);
+// The simulator's CAs publish their CRLs with the crypto layer's writer.
+using crypto::write_crl;
 
 struct SimCollateralOptions {
     SimCollateralOptions() = default;

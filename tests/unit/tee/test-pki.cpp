@@ -9,6 +9,7 @@
 #include "dstack/crypto/certificate-writer.hpp"
 #include "dstack/tee/collateral.hpp"
 #include "dstack/tee/pki.hpp"
+#include "dstack/tee/sim.hpp"
 
 using namespace dstack;
 using namespace dstack::tee;
@@ -368,5 +369,131 @@ TEST_CASE("chains: a synthetic PKI passes, then each rule fails it") {
         // And a CRL in the anchor's name that the anchor did not sign is refused outright.
         CHECK(contains(failure(check_anchor_not_revoked(pki.root.certificate, {crl_of(fake_root)}, t0)),
                        "InvalidCrlSignatureForPublicKey"));
+    }
+}
+
+namespace {
+
+// The simulator's PKI at t0, and what verifying its real PCK chain costs.
+struct SimChains {
+    sim::SimPki pki;
+    std::vector<Crl> crls;
+    ChainWork normal;
+};
+
+SimChains sim_chains() {
+    sim::SimPkiOptions options;
+    options.not_before = t0 - 10 * day;
+    options.not_after = t0 + 10 * day;
+    SimChains out{must(sim::generate_pki(options)), {}, {}};
+    out.crls = {must(Crl::from_der(out.pki.root_ca_crl)), must(Crl::from_der(out.pki.pck_crl))};
+    auto chain = must(Certificate::chain_from_pem(out.pki.pck_chain_pem()));
+    auto verified = verify_chain_at(chain, out.pki.root, out.crls, t0, &out.normal);
+    REQUIRE_MESSAGE(verified.ok(), (verified.ok() ? "" : verified.error().message));
+    return out;
+}
+
+// A copy of the platform CA under its own name and key, issued by itself: it looks like the
+// leaf's issuer, and like the issuer of every other copy.
+Certificate self_issued_platform_ca(const sim::SimPki& pki) {
+    return must(sim::issue_platform_ca(pki.platform_ca_key, pki.platform_ca_key, pki.platform_ca, t0 - day, t0 + day));
+}
+
+}  // namespace
+
+TEST_CASE("chains: path building is bounded against look-alike and looping CA certificates") {
+    auto sim = sim_chains();
+    const auto& pki = sim.pki;
+    // Root CRL (anchor), PCK <- platform CA, platform CA <- root, a CRL for each of the two.
+    CHECK(sim.normal.signature_verifications == 5);
+
+    SUBCASE("seven copies of the platform CA, none issued by the anchor") {
+        std::vector<Certificate> chain = {pki.pck};
+        for (int i = 0; i < 7; ++i) chain.push_back(self_issued_platform_ca(pki));
+        REQUIRE(chain.size() == 8);  // as many as a chain may hold
+        ChainWork work;
+        auto message = failure(verify_chain_at(chain, pki.root, sim.crls, t0, &work));
+        CHECK(contains(message, "look-alike"));
+        CHECK(contains(message, "Dstack Simulated PCK Certificate"));
+        CHECK(work.issuer_candidates <= max_issuer_candidates);
+        CHECK(work.signature_verifications <= sim.normal.signature_verifications);
+    }
+    SUBCASE("copies in front of the real platform CA") {
+        std::vector<Certificate> chain = {pki.pck};
+        for (int i = 0; i < 6; ++i) chain.push_back(self_issued_platform_ca(pki));
+        chain.push_back(pki.platform_ca);
+        ChainWork work;
+        auto result = verify_chain_at(chain, pki.root, sim.crls, t0, &work);
+        // The CA the anchor's name issued is tried first, so the copies cost nothing.
+        CHECK_MESSAGE(result.ok(), (result.ok() ? "" : result.error().message));
+        CHECK(work.issuer_candidates == 2);
+        CHECK(work.signature_verifications == sim.normal.signature_verifications);
+    }
+    SUBCASE("seven CAs with the platform CA's name and other keys") {
+        std::vector<Certificate> chain = {pki.pck};
+        for (int i = 0; i < 7; ++i) {
+            auto key = must(crypto::P256PrivateKey::generate());
+            crypto::CertificateSpec spec = spec_for("", true);
+            spec.subject = pki.platform_ca.subject();  // CN only, as the simulator writes it
+            chain.push_back(must(Certificate::from_der(must(crypto::write_self_signed_certificate(spec, key)))));
+            REQUIRE(chain.back().subject_der() == pki.platform_ca.subject_der());
+        }
+        ChainWork work;
+        auto message = failure(verify_chain_at(chain, pki.root, sim.crls, t0, &work));
+        CHECK(contains(message, "MaximumPathBuildCallsExceeded"));
+        CHECK(contains(message, "look-alike"));
+        CHECK(work.issuer_candidates == max_issuer_candidates);
+        CHECK(work.signature_verifications <= sim.normal.signature_verifications);
+    }
+    SUBCASE("the same copy many times over") {
+        Certificate copy = self_issued_platform_ca(pki);
+        std::vector<Certificate> chain = {pki.pck};
+        for (int i = 0; i < 7; ++i) chain.push_back(copy);
+        ChainWork work;
+        CHECK_FALSE(verify_chain_at(chain, pki.root, sim.crls, t0, &work).ok());
+        CHECK(work.signature_verifications <= sim.normal.signature_verifications);
+        // 200 copies: refused by size before any signature is checked.
+        std::vector<Certificate> long_chain = {pki.pck};
+        for (int i = 0; i < 200; ++i) long_chain.push_back(copy);
+        ChainWork none;
+        CHECK(contains(failure(verify_chain_at(long_chain, pki.root, sim.crls, t0, &none)), "exceeds the limit"));
+        CHECK(none.signature_verifications == 0);
+    }
+    SUBCASE("depth: three intermediates pass, four do not") {
+        TestPki test;
+        std::vector<Issued> cas = {test.root};
+        std::vector<Crl> crls = {crl_of(test.root)};
+        for (int i = 1; i <= 4; ++i) {
+            cas.push_back(issued_by(spec_for(fmt::format("Level {}", i), true), cas.back()));
+            crls.push_back(crl_of(cas.back()));
+        }
+        Issued shallow_leaf = issued_by(spec_for("Shallow Leaf", false), cas[3]);
+        CHECK(verify_chain_at({shallow_leaf.certificate, cas[3].certificate, cas[1].certificate, cas[2].certificate},
+                              test.root.certificate, crls, t0)
+                  .ok());
+        Issued deep_leaf = issued_by(spec_for("Deep Leaf", false), cas[4]);
+        CHECK(contains(failure(verify_chain_at({deep_leaf.certificate, cas[4].certificate, cas[3].certificate,
+                                                cas[2].certificate, cas[1].certificate},
+                                               test.root.certificate, crls, t0)),
+                       "MaximumPathDepthExceeded"));
+    }
+    SUBCASE("a loop: A issued by B, B issued by A") {
+        auto key_a = must(crypto::P256PrivateKey::generate());
+        auto key_b = must(crypto::P256PrivateKey::generate());
+        Issued seed_b = {key_b, must(Certificate::from_der(must(crypto::write_self_signed_certificate(spec_for("Loop B", true), key_b))))};
+        Issued a = {key_a, must(Certificate::from_der(must(crypto::write_certificate(spec_for("Loop A", true), key_a.spki_der(),
+                                                                                     key_b, seed_b.certificate))))};
+        Issued b = {key_b, must(Certificate::from_der(must(crypto::write_certificate(spec_for("Loop B", true), key_b.spki_der(),
+                                                                                     key_a, a.certificate))))};
+        Issued leaf = issued_by(spec_for("Loop Leaf", false), a);
+        std::vector<Certificate> chain = {leaf.certificate, a.certificate, b.certificate, seed_b.certificate};
+        for (int i = 0; i < 4; ++i) chain.push_back(must(Certificate::from_der(must(crypto::write_certificate(
+                                        spec_for("Loop A", true), key_a.spki_der(), key_b, b.certificate)))));
+        ChainWork work;
+        auto message = failure(verify_chain_at(chain, pki.root, sim.crls, t0, &work));
+        CHECK(contains(message, "looping CA certificates"));
+        CHECK(contains(message, "Loop Leaf"));
+        CHECK(work.issuer_candidates <= max_issuer_candidates);
+        CHECK(work.signature_verifications <= sim.normal.signature_verifications);
     }
 }

@@ -164,7 +164,7 @@ TEST_CASE("runtime events: a log re-split at ':' replayed like the original; now
     auto hidden = parse_event_log_json(log("a:b", "c"));
     REQUIRE_FALSE(hidden.ok());
     CHECK(hidden.error().message ==
-          "event log entry 0: runtime event \"a:b\": the name contains ':' (at offset 1), which makes its digest ambiguous");
+          "$[0]: runtime event \"a:b\": the name contains ':' (at offset 1), which makes its digest ambiguous");
 
     // Only runtime events are named for replay: other events may carry any name.
     auto firmware = parse_event_log_json(R"([{"imr":1,"event_type":10,"event":"a:b","event_payload":""}])");

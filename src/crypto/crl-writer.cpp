@@ -1,14 +1,15 @@
-// X.509 v2 CRLs for the simulator's CAs. mbedTLS parses CRLs but cannot write them, so the DER is
-// assembled here with its ASN.1 writer (which writes back to front: every structure is written
-// after its contents, then wrapped).
+// X.509 v2 CRLs. mbedTLS parses CRLs but cannot write them, so the DER is assembled here with its
+// ASN.1 writer (which writes back to front: every structure is written after its contents, then
+// wrapped).
+#include "dstack/crypto/crl-writer.hpp"
+
 #include <ctime>
+#include <optional>
 
 #include <mbedtls/asn1write.h>
 #include <mbedtls/oid.h>
 
-#include "dstack/tee/sim.hpp"
-
-namespace dstack::tee::sim {
+namespace dstack::crypto {
 namespace {
 
 class BackwardDerWriter {
@@ -73,7 +74,7 @@ void write_extension(BackwardDerWriter& der, std::string_view oid_der, ByteView 
 }
 
 // The issuer's SubjectKeyIdentifier (the key id inside its OCTET STRING), if it has a short one.
-std::optional<Bytes> subject_key_identifier(const crypto::Certificate& issuer) {
+std::optional<Bytes> subject_key_identifier(const Certificate& issuer) {
     auto value = issuer.extension("2.5.29.14");
     if (!value || value->size() < 3 || (*value)[0] != MBEDTLS_ASN1_OCTET_STRING || (*value)[1] >= 0x80 ||
         (*value)[1] != value->size() - 2)
@@ -83,8 +84,8 @@ std::optional<Bytes> subject_key_identifier(const crypto::Certificate& issuer) {
 
 }  // namespace
 
-Result<Bytes> write_crl(const crypto::P256PrivateKey& issuer_key, const crypto::Certificate& issuer,
-                        const std::vector<Bytes>& revoked_serials, UnixSeconds this_update, UnixSeconds next_update) {
+Result<Bytes> write_crl(const P256PrivateKey& issuer_key, const Certificate& issuer, const std::vector<Bytes>& revoked_serials,
+                        UnixSeconds this_update, UnixSeconds next_update) {
     if (next_update < this_update) return make_error("CRL nextUpdate is before thisUpdate");
     if (issuer.spki_der() != issuer_key.spki_der()) return make_error("the CRL issuer key does not belong to the issuer certificate");
     for (const auto& serial : revoked_serials)
@@ -139,4 +140,4 @@ Result<Bytes> write_crl(const crypto::P256PrivateKey& issuer_key, const crypto::
     return crl.finish();
 }
 
-}  // namespace dstack::tee::sim
+}  // namespace dstack::crypto
