@@ -58,8 +58,9 @@ Processes:
         dies with this script (PR_SET_PDEATHSIG). On any failure while it ran, its log's tail is
         printed. Server.addresses (list of Address), .address (the first), .url (http://host:port
         of the first tcp address), .alive(), .returncode, .log_tail(), .stdout_lines.
-  h.curl(url, data_file=None, method=None, headers=(), unix_socket=None, timeout=60) -> (status, body)
-        the real curl; status 0 when curl itself failed (body then holds its error).
+  h.curl(url, data_file=None, method=None, headers=(), unix_socket=None, timeout=60, interface=None)
+        -> (status, body): the real curl; status 0 when curl itself failed (body then holds its
+        error). interface: the source address it connects from (curl --interface, e.g. 127.0.0.1).
 HTTP and sockets (module functions):
   parse_address("tcp:127.0.0.1:8080" | "tcp:[::1]:80" | "unix:/path") -> Address
         Address.kind ("tcp", "tls", "unix"), .host, .port, .path, .url
@@ -491,8 +492,10 @@ class Harness:
                stop_timeout=STOP_TIMEOUT):
         return Server(self, cmd, ready, count, timeout, name, check_exit, stop_timeout)
 
-    def curl(self, url, data_file=None, method=None, headers=(), unix_socket=None, timeout=60):
+    def curl(self, url, data_file=None, method=None, headers=(), unix_socket=None, timeout=60, interface=None):
         args = ["curl", "-sS", "--max-time", str(timeout), "-o", "-", "-w", "\n%{http_code}"]
+        if interface:
+            args += ["--interface", interface]
         if unix_socket:
             args += ["--unix-socket", unix_socket]
         if method:

@@ -40,7 +40,7 @@ else:
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
-        body = b"hello " + self.path.encode()
+        body = self.client_address[0].encode() if self.path == "/peer" else b"hello " + self.path.encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -174,6 +174,8 @@ def main(harness_):
                 h.expect(response.status == 200 and response.body == b"hello /x?y", str(response))
                 status, body = h.curl(s.url + "/via-curl")
                 h.expect(status == 200 and body == "hello /via-curl", (status, body))
+                status, body = h.curl(s.url + "/peer", interface="127.0.0.2")  # loopback, another source
+                h.expect(status == 200 and body == "127.0.0.2", (status, body))
         with h.case("unix"):
             path = os.path.join(h.tmpdir("sock"), "s.sock")
             with h.server(SERVER + ["ok", "unix", path], name="unix server") as s:
@@ -188,7 +190,8 @@ def main(harness_):
                 status, body = h.curl("http://localhost/c", unix_socket=path)
                 h.expect(status == 200 and body == "hello /c", (status, body))
     """)
-    h.check("server on port 0 / a unix path: address read, HTTP over both, curl, stopped with exit 0",
+    h.check("server on port 0 / a unix path: address read, HTTP over both, curl (and its --interface), "
+            "stopped with exit 0",
             r.rc == 0 and counts(r) == (4, 0, 0) and "PASS tcp server stops on SIGTERM with exit 0" in r.out
             and "PASS unix server stops on SIGTERM with exit 0" in r.out, r)
 

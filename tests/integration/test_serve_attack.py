@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Integration test: `dstack verify serve` keeps serving others while clients try to exhaust it.
 
-usage: python3 tests/integration/test_serve_attack.py DSTACK_BINARY
+usage: python3 tests/integration/test_serve_attack.py BUILD_DIR
 
 Starts the real server on 127.0.0.1 (the sample TDX quote's collateral, --now, --skip-os-image)
 and attacks it from other loopback addresses (the whole of 127/8 is loopback; each client socket
@@ -13,46 +13,31 @@ is bound to its source address before connecting):
 While each attack holds its connections, GET /health and a good POST /verify from 127.0.0.1
 (real curl) must succeed, and the server must have applied the rule that defends against it
 (refused 127.0.0.2's connections beyond its per-address limit; answered none of the announcers;
-closed idle connections to make room). Python 3 standard library plus the curl binary; bounded
-in time (a watchdog alarm), closes every socket and kills the server at the end.
+closed idle connections to make room). Raises RLIMIT_NOFILE for itself and the server (about 2400
+descriptors are held at once). Vectors from $DSTACK_VECTORS (harness.py). Python 3 standard
+library plus the curl binary; bounded in time (a watchdog alarm ends the whole script), closes
+every socket, and the harness stops the server.
 """
 
 import errno
 import json
 import os
-import re
 import resource
 import select
-import shutil
 import signal
 import socket
-import subprocess
-import sys
-import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-VECTORS = os.environ.get("DSTACK_VECTORS") or os.path.join(HERE, "..", "..", "..", "shared", "vectors")
+import harness  # next to this file
+
 TDX_NOW = "1752919234"
 TIME_LIMIT = 240          # seconds for the whole test
 PER_ADDRESS_LIMIT = 64    # http::ServerOptions::max_connections_per_address's default
 MAX_CONNECTIONS = 1024    # http::ServerOptions::max_connections's default
 MAX_BODY = 2 * 1024 * 1024  # verify serve's request body limit
+DESCRIPTORS_NEEDED = 2400   # 700 + 160 + 1088 held sockets at most, the server's side of them, curl
 
-results = {"passed": 0, "failed": 0}
-
-
-def case(name, condition, detail=""):
-    if condition:
-        results["passed"] += 1
-        print(f"ok   {name}")
-    else:
-        results["failed"] += 1
-        print(f"FAIL {name} {str(detail)[:2000]}")
-
-
-def vec(name):
-    return os.path.join(VECTORS, name)
+h = None  # the Harness, set by main()
 
 
 def raise_fd_limit(needed):
@@ -65,60 +50,24 @@ def raise_fd_limit(needed):
     return want
 
 
-class Server:
-    def __init__(self, dstack):
-        args = [dstack, "verify", "serve", "--listen", "127.0.0.1:0", "--collateral",
-                vec("dcap-qvl/tdx_quote_collateral.json"), "--now", TDX_NOW, "--skip-os-image"]
-        # Its log goes to a file: a pipe nobody reads could fill and stall the server.
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log)
-        line = self.proc.stdout.readline().decode(errors="replace")
-        match = re.search(r"listening on tcp:127\.0\.0\.1:(\d+)", line)
-        if not match:
-            self.stop()
-            raise RuntimeError(f"server did not start: {line!r}")
-        self.port = int(match.group(1))
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self.proc.stdout.close()
-
-    def log_tail(self, lines=20):
-        self.log.seek(0)
-        return b"\n".join(self.log.read().splitlines()[-lines:]).decode(errors="replace")
-
-
 def curl(url, body_file=None):
-    """Real curl from 127.0.0.1; returns (HTTP status, body)."""
-    args = ["curl", "-sS", "--max-time", "30", "--interface", "127.0.0.1", "-o", "-", "-w", "\n%{http_code}"]
-    if body_file:
-        args += ["-H", "Content-Type: application/json", "--data-binary", "@" + body_file]
-    proc = subprocess.run(args + [url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
-    body, _, status = proc.stdout.decode(errors="replace").rpartition("\n")
-    try:
-        return int(status), body
-    except ValueError:
-        return 0, body + proc.stderr.decode(errors="replace")
+    """Real curl from 127.0.0.1; returns (HTTP status, body), status 0 when curl failed."""
+    headers = ["Content-Type: application/json"] if body_file else []
+    return h.curl(url, data_file=body_file, headers=headers, timeout=30, interface="127.0.0.1")
 
 
 def good_requests_succeed(server, body_file, label):
     status, text = curl(server.url + "/health")
-    case(f"{label}: GET /health from 127.0.0.1 answered 200",
-         status == 200 and text and json.loads(text) == {"status": "ok", "service": "dstack-verifier"}, (status, text))
+    h.check(f"{label}: GET /health from 127.0.0.1 answered 200",
+            status == 200 and text and json.loads(text) == {"status": "ok", "service": "dstack-verifier"}, (status, text))
     status, text = curl(server.url + "/verify", body_file)
     try:
         details = json.loads(text)["details"] if status == 200 else {}
     except ValueError:
         details = {}
-    case(f"{label}: POST /verify from 127.0.0.1 verified the quote",
-         status == 200 and details.get("quote_verified") is True and details.get("tcb_status") == "UpToDate",
-         (status, text[:300]))
+    h.check(f"{label}: POST /verify from 127.0.0.1 verified the quote",
+            status == 200 and details.get("quote_verified") is True and details.get("tcb_status") == "UpToDate",
+            (status, text[:300]))
 
 
 def connect_from(source, port, send=b""):
@@ -164,19 +113,19 @@ def flood_one_address(server, body_file):
     try:
         partial = b"POST /verify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         for i in range(700):
-            held.append(connect_from("127.0.0.2", server.port, partial if i % 7 >= 5 else b""))
+            held.append(connect_from("127.0.0.2", server.address.port, partial if i % 7 >= 5 else b""))
         time.sleep(1.0)
         good_requests_succeed(server, body_file, "700 connections opened from 127.0.0.2")
         ended = ended_by_server(held)
         refused_503 = sum(1 for data in ended.values() if data.startswith(b"HTTP/1.1 503 "))
         kept = len(held) - len(ended)
         print(f"     127.0.0.2: {kept} connections kept, {len(ended)} ended by the server ({refused_503} with a 503)")
-        case(f"127.0.0.2 kept at most {PER_ADDRESS_LIMIT} connections, the others refused",
-             1 <= kept <= PER_ADDRESS_LIMIT and len(ended) >= len(held) - PER_ADDRESS_LIMIT,
-             f"kept {kept}, ended by the server {len(ended)} (503: {refused_503})")
+        h.check(f"127.0.0.2 kept at most {PER_ADDRESS_LIMIT} connections, the others refused",
+                1 <= kept <= PER_ADDRESS_LIMIT and len(ended) >= len(held) - PER_ADDRESS_LIMIT,
+                f"kept {kept}, ended by the server {len(ended)} (503: {refused_503})")
         sample = next((d for d in ended.values() if d.startswith(b"HTTP/1.1 503 ")), b"")
-        case("a refused connection is told why (503, too many connections from your address)",
-             b"too many connections from your address" in sample, sample[:300])
+        h.check("a refused connection is told why (503, too many connections from your address)",
+                b"too many connections from your address" in sample, sample[:300])
     finally:
         close_all(held)
 
@@ -188,12 +137,12 @@ def announced_bodies(server, body_file):
             f"Content-Length: {MAX_BODY}\r\n\r\n").encode() + b'{"quote":"'
     try:
         for i in range(160):
-            held.append(connect_from(f"127.0.0.{3 + i % 4}", server.port, head))
+            held.append(connect_from(f"127.0.0.{3 + i % 4}", server.address.port, head))
         time.sleep(1.0)
         good_requests_succeed(server, body_file, "160 x 2 MiB announced, 10 bytes sent")
         ended = ended_by_server(held)
-        case("no announcer was refused for what it only announced",
-             len(ended) == 0, f"{len(ended)} answered or closed, e.g. {next(iter(ended.values()), b'')[:200]}")
+        h.check("no announcer was refused for what it only announced",
+                len(ended) == 0, f"{len(ended)} answered or closed, e.g. {next(iter(ended.values()), b'')[:200]}")
     finally:
         close_all(held)
 
@@ -203,72 +152,56 @@ def many_idle_addresses(server, body_file):
     held = []
     try:
         for i in range(17 * PER_ADDRESS_LIMIT):
-            held.append(connect_from(f"127.0.0.{10 + i % 17}", server.port))
+            held.append(connect_from(f"127.0.0.{10 + i % 17}", server.address.port))
         time.sleep(1.0)
         good_requests_succeed(server, body_file, f"{len(held)} idle connections from 17 addresses")
         time.sleep(0.3)
         ended = ended_by_server(held)
         overflow = len(held) - MAX_CONNECTIONS
         print(f"     {len(ended)} of {len(held)} idle connections closed by the server")
-        case("idle connections were closed to make room, none answered 503",
-             len(ended) >= overflow and not any(d.startswith(b"HTTP/1.1 503") for d in ended.values()),
-             f"{len(ended)} of {len(held)} closed by the server, expected at least {overflow}")
+        h.check("idle connections were closed to make room, none answered 503",
+                len(ended) >= overflow and not any(d.startswith(b"HTTP/1.1 503") for d in ended.values()),
+                f"{len(ended)} of {len(held)} closed by the server, expected at least {overflow}")
     finally:
         close_all(held)
 
 
-def main():
-    if len(sys.argv) != 2:
-        print(__doc__)
-        return 2
-    dstack = os.path.abspath(sys.argv[1])
-    if os.path.isdir(dstack):  # scripts/test passes the build directory
-        dstack = os.path.join(dstack, "dstack")
-    if not os.path.exists(vec("dcap-qvl/tdx_quote")) or shutil.which("curl") is None:
-        print(f"*** vectors missing at {VECTORS} (set DSTACK_VECTORS) or no curl ***")
-        print("test_serve_attack: 0 passed, 1 failed")
-        return 1
+def out_of_time(signum, frame):
+    # SystemExit, not an Exception: no group catches it, so the whole script stops here (the
+    # harness records the failure and stops the server) instead of running on without a limit.
+    raise SystemExit(f"the test ran past {TIME_LIMIT} s")
+
+
+def main(harness_):
+    global h
+    h = harness_
     limit = raise_fd_limit(4096)
-    if limit != resource.RLIM_INFINITY and limit < 2400:
-        print(f"*** RLIMIT_NOFILE is {limit}; this test needs about 2400 descriptors ***")
-        print("test_serve_attack: 0 passed, 1 failed")
-        return 1
-
-    server = None
-
-    def out_of_time(signum, frame):
-        raise TimeoutError(f"the test ran past {TIME_LIMIT} s")
-
+    if limit != resource.RLIM_INFINITY and limit < DESCRIPTORS_NEEDED:
+        h.check(f"setup: RLIMIT_NOFILE allows the {DESCRIPTORS_NEEDED} descriptors this test holds", False,
+                f"RLIMIT_NOFILE is {limit} and its hard limit does not allow more (ulimit -Hn)")
+        return
     signal.signal(signal.SIGALRM, out_of_time)
     signal.alarm(TIME_LIMIT)
-    with tempfile.TemporaryDirectory() as tmp:
-        body_file = os.path.join(tmp, "verify.json")
-        with open(vec("dcap-qvl/tdx_quote"), "rb") as f:
-            quote = f.read().hex()
-        with open(body_file, "w") as f:
-            json.dump({"quote": quote, "event_log": "[]"}, f)
-        try:
-            server = Server(dstack)
-            good_requests_succeed(server, body_file, "before any attack")
-            for attack in (flood_one_address, announced_bodies, many_idle_addresses):
-                try:
-                    attack(server, body_file)
-                except Exception as e:  # one broken attack must not hide the others' results
-                    case(f"{attack.__name__} ran to the end", False, repr(e))
-                time.sleep(0.5)  # let the server see the closes
-            good_requests_succeed(server, body_file, "after the attacks")
-            case("the server is still running", server.alive(), server.log_tail())
-        except Exception as e:
-            case("the test ran to the end", False, repr(e))
-        finally:
-            signal.alarm(0)
-            if server:
-                if results["failed"]:
-                    print("server log (last lines):\n" + server.log_tail())
-                server.stop()
-    print(f"test_serve_attack: {results['passed']} passed, {results['failed']} failed")
-    return 0 if results["failed"] == 0 else 1
+    try:
+        with h.group("the test"):  # a missing vector makes this a SKIP, never a pass
+            body_file = os.path.join(h.tmpdir("requests"), "verify.json")
+            with open(h.vector("dcap-qvl/tdx_quote"), "rb") as f:
+                quote = f.read().hex()
+            with open(body_file, "w") as f:
+                json.dump({"quote": quote, "event_log": "[]"}, f)
+            with h.server([h.dstack, "verify", "serve", "--listen", "127.0.0.1:0", "--collateral",
+                           h.vector("dcap-qvl/tdx_quote_collateral.json"), "--now", TDX_NOW, "--skip-os-image"],
+                          ready=r"listening on (tcp:127\.0\.0\.1:\d+)", name="verify serve") as server:
+                good_requests_succeed(server, body_file, "before any attack")
+                for attack in (flood_one_address, announced_bodies, many_idle_addresses):
+                    with h.group(attack.__name__):  # one broken attack must not hide the others' results
+                        attack(server, body_file)
+                    time.sleep(0.5)  # let the server see the closes
+                good_requests_succeed(server, body_file, "after the attacks")
+                h.check("the server is still running", server.alive(), server.log_tail())
+    finally:
+        signal.alarm(0)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    harness.main(main, needs=["curl"])

@@ -5,18 +5,16 @@ usage: python3 tests/integration/test_verify.py BUILD_DIR
 
 Checks verdicts, exit codes (0 valid, 1 invalid, 2 usage / unreadable input), the text and JSON
 outputs, every input form, the strict policy and its relaxations, expectations, the simulated TEE
-from the command line, and collateral from a PCCS (a local fixture serving the vectors' collateral).
+from the command line, and collateral from a PCCS (pccs_fixture.py serving the vectors' collateral).
 Vectors from $DSTACK_VECTORS (harness.py). Python 3 standard library plus the openssl CLI.
 """
 
 import hashlib
-import http.server
 import json
 import os
-import threading
-import urllib.parse
 
 import harness  # next to this file
+from pccs_fixture import Pccs  # next to this file
 
 TDX_NOW = "1752919234"
 SGX_NOW = "1752919277"
@@ -316,52 +314,11 @@ def sim_cases(tmp):
     h.check("debug TD: VALID with --allow-debug, printed as RELAXED", rc == 0 and "debug TDs / enclaves accepted" in out, out)
 
 
-class PcsFixture(http.server.BaseHTTPRequestHandler):
-    """Serves the vector collateral the way a PCCS does (PCS v4 paths, bodies and headers)."""
-
-    collateral = None
-    requests = []
-
-    def do_GET(self):
-        c = self.collateral
-        url = urllib.parse.urlparse(self.path)
-        PcsFixture.requests.append(url.path + ("?" + url.query if url.query else ""))
-        quote_chain = urllib.parse.quote(c["pck_crl_issuer_chain"], safe="")
-        routes = {
-            "/sgx/certification/v4/pckcrl": (bytes.fromhex(c["pck_crl"]), {"SGX-PCK-CRL-Issuer-Chain": quote_chain}),
-            "/tdx/certification/v4/tcb": (('{"tcbInfo":' + c["tcb_info"] + ',"signature":"' + c["tcb_info_signature"]
-                                           + '"}').encode(),
-                                          {"TCB-Info-Issuer-Chain": urllib.parse.quote(c["tcb_info_issuer_chain"], safe="")}),
-            "/tdx/certification/v4/qe/identity": (('{"enclaveIdentity":' + c["qe_identity"] + ',"signature":"'
-                                                   + c["qe_identity_signature"] + '"}').encode(),
-                                                  {"SGX-Enclave-Identity-Issuer-Chain":
-                                                   urllib.parse.quote(c["qe_identity_issuer_chain"], safe="")}),
-            "/sgx/certification/v4/rootcacrl": (c["root_ca_crl"].encode(), {}),
-        }
-        if url.path not in routes:
-            self.send_response(404)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        body, headers = routes[url.path]
-        self.send_response(200)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 def pccs_cases(tmp):
     with open(vec("dcap-qvl/tdx_quote_collateral.json")) as f:
-        PcsFixture.collateral = json.load(f)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), PcsFixture)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+        collateral = json.load(f)
+    with Pccs(collateral) as pccs:
+        url = pccs.url
         out_file = os.path.join(tmp, "captured.json")
         cache = os.path.join(tmp, "cache")
         rc, out, err = run(["collateral", vec("dcap-qvl/tdx_quote"), "-o", out_file, "--pccs", url,
@@ -370,22 +327,19 @@ def pccs_cases(tmp):
         if rc == 0:
             with open(out_file) as f:
                 captured = json.load(f)
-            same = all(captured[k] == PcsFixture.collateral[k] for k in
+            same = all(captured[k] == collateral[k] for k in
                        ["tcb_info", "qe_identity", "tcb_info_signature", "qe_identity_signature", "pck_crl", "root_ca_crl"])
             h.check("verify collateral: the signed documents are byte-identical to what was served", same)
             h.check("verify collateral: the PCK chain is carried", "BEGIN CERTIFICATE" in captured.get("pck_certificate_chain", ""))
             rc, out, err = run(["--collateral", out_file, "--now", TDX_NOW, vec("dcap-qvl/tdx_quote")])
             h.check("captured collateral verifies offline: VALID", rc == 0 and out.startswith("VALID"), out + err)
-        PcsFixture.requests.clear()
+        pccs.reset()
         rc, out, err = run(["--pccs", url, "--cache-dir", os.path.join(tmp, "cache2"), "--now", TDX_NOW,
                             vec("dcap-qvl/tdx_quote")])
         h.check("online verification through --pccs: VALID", rc == 0 and out.startswith("VALID"), out + err)
         h.check("online verification asked the PCS v4 endpoints",
-                any(r.startswith("/tdx/certification/v4/tcb?fmspc=B0C06F000000") for r in PcsFixture.requests),
-                PcsFixture.requests)
-    finally:
-        server.shutdown()
-        server.server_close()
+                any(r.startswith("/tdx/certification/v4/tcb?fmspc=B0C06F000000") for r in pccs.requests),
+                pccs.requests)
     rc, out, err = run(["--pccs", url, "--cache-dir", os.path.join(tmp, "cache2"), "--now", TDX_NOW,
                         vec("dcap-qvl/tdx_quote")])
     h.check("the PCCS gone: the on-disk cache still answers", rc == 0 and out.startswith("VALID"), out + err)
