@@ -223,6 +223,8 @@ def main():
         print(__doc__)
         return 2
     DSTACK = os.path.abspath(sys.argv[1])
+    if os.path.isdir(DSTACK):  # scripts/test passes the build directory
+        DSTACK = os.path.join(DSTACK, "dstack")
     if not os.path.exists(vec("dstack/verifier/tdx-lite-getquote.json")) or shutil.which("curl") is None:
         print(f"*** vectors missing at {VECTORS} (set DSTACK_VECTORS) or no curl ***")
         print("test_json_inputs: 0 passed, 1 failed")
