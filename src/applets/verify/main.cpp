@@ -81,6 +81,16 @@ Subcommands:
     --accept-simulated  with --trust-root: let simulated evidence be valid.
                         With --trust-root every response says "simulated":
                         true, and without this flag none is valid
+    --config FILE       upstream's dstack-verifier.toml: address and port (for
+                        --listen), attestation.urls.pccs (--pccs) and
+                        attestation.root_ca.tdx (--trust-root, with
+                        attestation.insecure_allow_external_trust_anchors =
+                        true); flags win; unknown keys are warned about
+    --log-level L       debug, info (default), warn, error or off
+    --log-format F      text (default) or json (one object a line, stderr)
+              SIGINT/SIGTERM stops gracefully: idle connections are closed and
+              requests in flight answered (10 s at most); a second one stops
+              at once. Per client address at most 64 connections are served.
               Without --collateral, collateral is fetched per request from the
               PCCS, through the cache. Request bodies are limited to 2 MiB.
               Responses carry upstream's fields, then "simulated" and every
@@ -93,11 +103,12 @@ Subcommands:
 }  // namespace
 
 int verify_main(int argc, char** argv) {
-    std::string_view command = argc > 1 ? argv[1] : "";
-    if (command == "collateral") return verify::collateral_main(usage, argc - 1, argv + 1);
-    if (command == "serve") return verify::serve_main(usage, argc - 1, argv + 1);
-    if (command == "sim") return verify::sim_main(usage, argc - 1, argv + 1);
-    return verify::check_main(usage, argc, argv);
+    static constexpr Subcommand subcommands[] = {
+        {"collateral", verify::collateral_main},
+        {"serve", verify::serve_main},
+        {"sim", verify::sim_main},
+    };
+    return run_subcommand("verify", usage, subcommands, verify::check_main, argc, argv);
 }
 
 }  // namespace dstack::applets
