@@ -11,6 +11,7 @@
 #include "dstack/base/hex.hpp"
 #include "dstack/base/log.hpp"
 #include "dstack/crypto/hash.hpp"
+#include "dstack/net/ca-bundle.hpp"
 #include "dstack/net/http-client.hpp"
 #include "dstack/tee/collateral-fetch.hpp"
 #include "dstack/tee/pck-extension.hpp"
@@ -21,54 +22,6 @@ namespace dstack::tee {
 namespace {
 
 namespace http = net::http;
-
-constexpr std::size_t max_ca_bundle_size = 8 * 1024 * 1024;
-
-// Only the certificates mbedTLS can parse: one exotic entry in a distribution's bundle must not
-// make every https request fail.
-std::string usable_certificates(std::string_view bundle) {
-    constexpr std::string_view begin_marker = "-----BEGIN CERTIFICATE-----";
-    constexpr std::string_view end_marker = "-----END CERTIFICATE-----";
-    std::string usable;
-    std::size_t position = 0;
-    while ((position = bundle.find(begin_marker, position)) != std::string_view::npos) {
-        std::size_t end = bundle.find(end_marker, position);
-        if (end == std::string_view::npos) break;
-        end += end_marker.size();
-        std::string_view block = bundle.substr(position, end - position);
-        if (crypto::Certificate::from_pem(block)) {
-            usable.append(block);
-            usable.push_back('\n');
-        }
-        position = end;
-    }
-    return usable;
-}
-
-Result<std::string> load_system_ca_bundle() {
-    std::vector<std::string> candidates;
-    if (const char* file = std::getenv("SSL_CERT_FILE"); file != nullptr && *file != '\0') candidates.emplace_back(file);
-    for (const char* path : {"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
-                             "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", "/etc/ssl/ca-bundle.pem",
-                             "/etc/ssl/cert.pem"})
-        candidates.emplace_back(path);
-    for (const auto& path : candidates) {
-        std::error_code error;
-        if (!std::filesystem::exists(path, error)) continue;
-        auto bundle = read_text_file(path, max_ca_bundle_size);
-        if (!bundle) return std::move(bundle).take_error().context("system CA bundle");
-        std::string usable = usable_certificates(*bundle);
-        if (usable.empty()) return make_error("system CA bundle {} holds no usable certificate", path);
-        return usable;
-    }
-    return make_error("no system CA bundle found (set SSL_CERT_FILE, or pass the PCCS's trust anchors)");
-}
-
-// The bundle is read once per process; every https request of every fetch shares it.
-const Result<std::string>& system_ca_bundle() {
-    static const Result<std::string> bundle = load_system_ca_bundle();
-    return bundle;
-}
 
 struct Requests {
     Requests() = default;  // travels into coroutines by reference; see README on g++ 12
@@ -85,7 +38,7 @@ Result<void> prepare_tls(Requests& requests, std::string_view url) {
     if (!requests.explicit_ca_pem.empty()) {
         config.ca_pem = requests.explicit_ca_pem;
     } else {
-        const auto& bundle = system_ca_bundle();
+        const auto& bundle = net::system_ca_bundle();
         if (!bundle) return bundle.error();
         config.ca_pem = *bundle;
     }
