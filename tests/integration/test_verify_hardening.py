@@ -2,56 +2,47 @@
 """Integration test of the hardened `dstack verify` and `verify serve`: the real binary, the
 simulator, certificates made by the openssl CLI, and the real server driven by Python's HTTP client.
 
-usage: python3 tests/integration/test_verify_hardening.py DSTACK_BINARY
+usage: python3 tests/integration/test_verify_hardening.py BUILD_DIR
 
 Checks: stable check ids in --json and in serve's responses; empty expectations and other empty
 values refused as usage errors (exit 2); a debug TD allowed by --allow-debug reported as debug in
 the text verdict, --json and the serve API; --os-image-hash reported as the os-image-hash event's
 check with the OS image measurement not checked; serve --trust-root marking every response
 simulated (invalid unless --accept-simulated); RA-TLS certificates' validity and signatures.
-Reads the vectors from $DSTACK_VECTORS (default ../shared/vectors next to the project). Python 3
-standard library plus the openssl binary. Network: 127.0.0.1 only.
+Vectors from $DSTACK_VECTORS (harness.py). Python 3 standard library plus the openssl binary.
+Network: 127.0.0.1 only.
 """
 
 import base64
 import calendar
 import hashlib
-import http.client
 import json
 import os
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-VECTORS = os.environ.get("DSTACK_VECTORS") or os.path.join(HERE, "..", "..", "..", "shared", "vectors")
+import harness  # next to this file
+
 TDX_NOW = "1752919234"
 ID_PATTERN = re.compile(r"^(dcap|eventlog|binding|identity|expect|policy|ratls|os_image)\.[a-z0-9_]+$")
 
-results = {"passed": 0, "failed": 0}
-DSTACK = None
+h = None  # the Harness, set by main()
 
 
 def vec(name):
-    return os.path.join(VECTORS, name)
-
-
-def case(name, condition, detail=""):
-    if condition:
-        results["passed"] += 1
-        print(f"ok   {name}")
-    else:
-        results["failed"] += 1
-        print(f"FAIL {name} {str(detail)[:2000]}")
+    return h.vector(name)
 
 
 def run(args, stdin=None):
-    proc = subprocess.run([DSTACK, "verify"] + args, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          timeout=60)
-    return proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace")
+    r = h.run([h.dstack, "verify"] + args, stdin=stdin, timeout=60)
+    return r.rc, r.out, r.err
+
+
+def must_run(cmd, text=True):
+    """A command the cases need the output of (the simulator, openssl): its stdout, or Failure."""
+    r = h.run(cmd, text=text, timeout=60)
+    h.expect(r.rc == 0, str(r))
+    return r.out
 
 
 def run_json(args):
@@ -79,19 +70,17 @@ class Sim:
     def __init__(self, tmp):
         self.tmp = tmp
         self.pki = os.path.join(tmp, "pki")
-        subprocess.run([DSTACK, "verify", "sim", "init", self.pki], check=True, stdout=subprocess.DEVNULL)
+        must_run([h.dstack, "verify", "sim", "init", self.pki])
         self.root = os.path.join(self.pki, "root.pem")
         self.collateral = os.path.join(tmp, "sim-collateral.json")
-        subprocess.run([DSTACK, "verify", "sim", "collateral", self.pki, "-o", self.collateral], check=True,
-                       stdout=subprocess.DEVNULL)
+        must_run([h.dstack, "verify", "sim", "collateral", self.pki, "-o", self.collateral])
         self.trust = ["--collateral", self.collateral, "--trust-root", self.root]
         self.count = 0
 
     def quote(self, *args):
         self.count += 1
         path = os.path.join(self.tmp, f"q{self.count}.bin")
-        subprocess.run([DSTACK, "verify", "sim", "quote", self.pki, "-o", path] + list(args), check=True,
-                       stdout=subprocess.DEVNULL)
+        must_run([h.dstack, "verify", "sim", "quote", self.pki, "-o", path] + list(args))
         return path
 
     def cvm(self, *args):
@@ -120,58 +109,58 @@ def id_cases():
     rc, verdict, err = run_json(["--collateral", vec("dcap-qvl/tdx_quote_collateral.json"), "--now", TDX_NOW,
                                  vec("dcap-qvl/tdx_quote")])
     checks = (verdict or {}).get("checks", [])
-    case("--json: every check has an id of the documented scheme, and its name, state and detail",
+    h.check("--json: every check has an id of the documented scheme, and its name, state and detail",
          rc == 0 and checks and all(ID_PATTERN.match(c.get("id", "")) and c.get("name") and c.get("state")
                                     and "detail" in c for c in checks), checks)
     ids = [c.get("id") for c in checks]
-    case("--json: ids are unique", len(ids) == len(set(ids)), ids)
-    case("--json: DCAP's quote signature and the TCB policy under their ids",
+    h.check("--json: ids are unique", len(ids) == len(set(ids)), ids)
+    h.check("--json: DCAP's quote signature and the TCB policy under their ids",
          by_id(checks, "dcap.quote_signature").get("name") == "quote signature"
          and by_id(checks, "dcap.quote_signature").get("state") == "passed"
          and by_id(checks, "policy.tcb").get("name") == "TCB policy", checks)
     rc, out, err = run(["--collateral", vec("dcap-qvl/sgx_quote_collateral.json"), "--now", "1752919277",
                         vec("dcap-qvl/sgx_quote")])
-    case("a policy failure still names the flags that accept it (the hint finds the check by id)",
+    h.check("a policy failure still names the flags that accept it (the hint finds the check by id)",
          rc == 1 and "to accept:    --allow-status ConfigurationAndSWHardeningNeeded" in out, out + err)
 
 
 def empty_value_cases(sim):
     zero_quote = sim.quote()  # report data all zero: an empty --report-data padded to 64 zero bytes matched it
     rc, out, err = run(sim.trust + ["--report-data", "", zero_quote])
-    case("--report-data '': exit 2, not a passed check", rc == 2 and "--report-data" in err and "empty" in err
+    h.check("--report-data '': exit 2, not a passed check", rc == 2 and "--report-data" in err and "empty" in err
          and not out, (rc, out, err))
     flags = ["--app-id", "--os-image-hash", "--mrtd", "--rtmr0", "--rtmr1", "--rtmr2", "--compose", "--event-log",
              "--now", "--allow-status", "--allow-advisory"]
     for flag in flags:
         rc, out, err = run(sim.trust + [flag, "", zero_quote])
-        case(f"{flag} '': exit 2 naming the flag", rc == 2 and flag in err and "empty" in err and not out, (rc, out, err))
+        h.check(f"{flag} '': exit 2 naming the flag", rc == 2 and flag in err and "empty" in err and not out, (rc, out, err))
     for flag in ["--collateral", "--trust-root"]:
         args = list(sim.trust)
         args[args.index(flag) + 1] = ""
         rc, out, err = run(args + [zero_quote])
-        case(f"{flag} '': exit 2 naming the flag", rc == 2 and flag in err and "empty" in err, (rc, out, err))
+        h.check(f"{flag} '': exit 2 naming the flag", rc == 2 and flag in err and "empty" in err, (rc, out, err))
     rc, out, err = run(["--pccs", "", "--cache-dir", os.path.join(sim.tmp, "c"), zero_quote])
-    case("--pccs '': exit 2", rc == 2 and "--pccs" in err and "empty" in err, (rc, err))
+    h.check("--pccs '': exit 2", rc == 2 and "--pccs" in err and "empty" in err, (rc, err))
     rc, out, err = run(sim.trust + ["--allow-status", ",", zero_quote])
-    case("--allow-status ',': exit 2 (names no status)", rc == 2 and "names no TCB status" in err, (rc, err))
+    h.check("--allow-status ',': exit 2 (names no status)", rc == 2 and "names no TCB status" in err, (rc, err))
     rc, out, err = run(["serve", "--listen", ""])
-    case("serve --listen '': exit 2", rc == 2 and "--listen" in err, (rc, err))
+    h.check("serve --listen '': exit 2", rc == 2 and "--listen" in err, (rc, err))
 
 
 def debug_cases(sim):
     debug = sim.quote("--debug")
     rc, out, err = run(sim.trust + ["--allow-debug", debug])
-    case("debug TD with --allow-debug: VALID, the text verdict says debug (allowed by --allow-debug)",
+    h.check("debug TD with --allow-debug: VALID, the text verdict says debug (allowed by --allow-debug)",
          rc == 0 and "passed       debug mode: debug (allowed by --allow-debug)" in out, out + err)
-    case("debug TD with --allow-debug: no check claims it is not a debug TD",
+    h.check("debug TD with --allow-debug: no check claims it is not a debug TD",
          "no debug" not in out and "not a debug" not in out, out)
     rc, verdict, err = run_json(sim.trust + ["--allow-debug", debug])
     checks = (verdict or {}).get("checks", [])
-    case("debug TD with --allow-debug: --json has policy.debug 'debug (allowed by --allow-debug)'",
+    h.check("debug TD with --allow-debug: --json has policy.debug 'debug (allowed by --allow-debug)'",
          by_id(checks, "policy.debug").get("detail") == "debug (allowed by --allow-debug)"
          and by_id(checks, "dcap.report_attributes").get("detail", "").startswith("debug TD (allowed"), checks)
     rc, out, err = run(sim.trust + ["--allow-debug", sim.quote()])
-    case("production TD with --allow-debug: 'not a debug TD'", rc == 0 and "passed       debug mode: not a debug TD" in out,
+    h.check("production TD with --allow-debug: 'not a debug TD'", rc == 0 and "passed       debug mode: not a debug TD" in out,
          out + err)
 
 
@@ -181,124 +170,93 @@ def os_image_cases(sim):
     rc, verdict, err = run_json(sim.trust + ["--os-image-hash", "22" * 32, path])
     checks = (verdict or {}).get("checks", [])
     event = by_id(checks, "expect.os_image_hash_event")
-    case("--os-image-hash: reported as the os-image-hash event's check, passed",
+    h.check("--os-image-hash: reported as the os-image-hash event's check, passed",
          rc == 0 and event.get("state") == "passed" and "os-image-hash event" in event.get("name", ""), checks)
     measurement = by_id(checks, "os_image.measurement")
-    case("--os-image-hash: the same verdict says the OS image measurement was not checked",
+    h.check("--os-image-hash: the same verdict says the OS image measurement was not checked",
          measurement.get("state") == "not checked" and "not computed" in measurement.get("detail", ""), checks)
-    case("--os-image-hash: no check is called 'expected OS image hash' any more",
+    h.check("--os-image-hash: no check is called 'expected OS image hash' any more",
          all(c.get("name") != "expected OS image hash" for c in checks), checks)
     rc, out, err = run(sim.trust + ["--os-image-hash", "22" * 32, path])
-    case("--os-image-hash in the text verdict: 'not checked  OS image measurement'",
+    h.check("--os-image-hash in the text verdict: 'not checked  OS image measurement'",
          rc == 0 and "not checked  OS image measurement:" in out and "passed       expected os-image-hash event" in out,
          out + err)
     rc, out, err = run(sim.trust + ["--os-image-hash", "23" * 32, path])
-    case("--os-image-hash different from the event: INVALID", rc == 1 and "failed       expected os-image-hash event" in out,
+    h.check("--os-image-hash different from the event: INVALID", rc == 1 and "failed       expected os-image-hash event" in out,
          out + err)
 
 
-class Server:
-    """One `dstack verify serve` process on a free port of 127.0.0.1."""
+def serve(args, name):
+    """One `dstack verify serve` on a free port of 127.0.0.1 (a context manager)."""
+    return h.server([h.dstack, "verify", "serve", "--listen", "127.0.0.1:0"] + args,
+                    ready=r"listening on (tcp:127\.0\.0\.1:\d+)", name=name)
 
-    def __init__(self, args):
-        self.proc = subprocess.Popen([DSTACK, "verify", "serve", "--listen", "127.0.0.1:0"] + args,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        line = self.proc.stdout.readline().decode(errors="replace")
-        match = re.search(r"listening on tcp:127\.0\.0\.1:(\d+)", line)
-        if not match:
-            self.proc.kill()
-            raise RuntimeError(f"server did not start: {line!r} {self.proc.stderr.read().decode(errors='replace')}")
-        self.port = int(match.group(1))
-        self.stderr = ""
 
-    def verify(self, request):
-        body = request if isinstance(request, bytes) else json.dumps(request).encode()
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        try:
-            connection.request("POST", "/verify", body, {"Content-Type": "application/json"})
-            response = connection.getresponse()
-            text = response.read()
-            if response.status != 200:
-                return None
-            return json.loads(text)
-        finally:
-            connection.close()
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            _, err = self.proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
-        self.stderr = err.decode(errors="replace")
+def post_verify(server, request):
+    """POST /verify: the decoded response, or None when it is not a 200."""
+    body = request if isinstance(request, bytes) else json.dumps(request).encode()
+    response = harness.http_request(server.address, "POST", "/verify", body=body,
+                                    headers={"Content-Type": "application/json"}, timeout=60)
+    if response.status != 200:
+        return None
+    return response.json()
 
 
 def serve_cases(sim):
     quote, log = sim.cvm()
     request = {"quote": quote.hex(), "event_log": json.dumps(log)}
 
-    server = Server(sim.trust + ["--skip-os-image"])
-    try:
-        r = server.verify(request)
-        case("serve --trust-root: the response is simulated and not valid, the reason says why",
-             r and r.get("simulated") is True and r["is_valid"] is False and "simulated" in (r["reason"] or "")
-             and "--accept-simulated" in r["reason"] and r["details"]["quote_verified"] is True
-             and "boot_info" not in r["details"], r)
+    with serve(sim.trust + ["--skip-os-image"], "verify serve --trust-root") as server:
+        r = post_verify(server, request)
+        h.check("serve --trust-root: the response is simulated and not valid, the reason says why",
+                r and r.get("simulated") is True and r["is_valid"] is False and "simulated" in (r["reason"] or "")
+                and "--accept-simulated" in r["reason"] and r["details"]["quote_verified"] is True
+                and "boot_info" not in r["details"], r)
         checks = (r or {}).get("checks", [])
-        case("serve: the response lists every check with its id",
-             checks and all(ID_PATTERN.match(c.get("id", "")) for c in checks)
-             and by_id(checks, "eventlog.rtmr3").get("state") == "passed", checks)
-        r = server.verify(b"{not json")
-        case("serve --trust-root: an internal-error response is simulated too",
-             r and r.get("simulated") is True and r["is_valid"] is False and r["reason"].startswith("Internal error:")
-             and r.get("checks") == [], r)
-    finally:
-        server.stop()
-    case("serve --trust-root: a warning at start says responses are marked simulated",
-         "simulated" in server.stderr and "--trust-root" in server.stderr, server.stderr)
+        h.check("serve: the response lists every check with its id",
+                checks and all(ID_PATTERN.match(c.get("id", "")) for c in checks)
+                and by_id(checks, "eventlog.rtmr3").get("state") == "passed", checks)
+        r = post_verify(server, b"{not json")
+        h.check("serve --trust-root: an internal-error response is simulated too",
+                r and r.get("simulated") is True and r["is_valid"] is False and r["reason"].startswith("Internal error:")
+                and r.get("checks") == [], r)
+    stderr = server.log_tail(limit=1 << 20)  # all of it: the warning is among its first lines
+    h.check("serve --trust-root: a warning at start says responses are marked simulated",
+            "simulated" in stderr and "--trust-root" in stderr, stderr)
 
-    server = Server(sim.trust + ["--skip-os-image", "--accept-simulated"])
-    try:
-        r = server.verify(request)
-        case("serve --trust-root --accept-simulated: valid, still marked simulated",
-             r and r["is_valid"] is True and r.get("simulated") is True and r["reason"] is None, r)
-    finally:
-        server.stop()
+    with serve(sim.trust + ["--skip-os-image", "--accept-simulated"], "verify serve --accept-simulated") as server:
+        r = post_verify(server, request)
+        h.check("serve --trust-root --accept-simulated: valid, still marked simulated",
+                r and r["is_valid"] is True and r.get("simulated") is True and r["reason"] is None, r)
 
     debug_quote, debug_log = sim.cvm("--debug")
     debug_request = {"quote": debug_quote.hex(), "event_log": json.dumps(debug_log)}
-    server = Server(sim.trust + ["--skip-os-image", "--accept-simulated", "--allow-debug"])
-    try:
-        r = server.verify(debug_request)
+    with serve(sim.trust + ["--skip-os-image", "--accept-simulated", "--allow-debug"],
+               "verify serve --allow-debug") as server:
+        r = post_verify(server, debug_request)
         checks = (r or {}).get("checks", [])
-        case("serve --allow-debug: a debug TD is valid and reported as 'debug (allowed by --allow-debug)'",
-             r and r["is_valid"] is True and by_id(checks, "policy.debug").get("detail") == "debug (allowed by --allow-debug)",
-             r)
-    finally:
-        server.stop()
-    server = Server(sim.trust + ["--skip-os-image", "--accept-simulated"])
-    try:
-        r = server.verify(debug_request)
-        case("serve without --allow-debug: a debug TD is not valid",
-             r and r["is_valid"] is False and "Debug mode is enabled" in (r["reason"] or ""), r)
-    finally:
-        server.stop()
+        h.check("serve --allow-debug: a debug TD is valid and reported as 'debug (allowed by --allow-debug)'",
+                r and r["is_valid"] is True
+                and by_id(checks, "policy.debug").get("detail") == "debug (allowed by --allow-debug)", r)
+    with serve(sim.trust + ["--skip-os-image", "--accept-simulated"],
+               "verify serve --accept-simulated (debug TD)") as server:
+        r = post_verify(server, debug_request)
+        h.check("serve without --allow-debug: a debug TD is not valid",
+                r and r["is_valid"] is False and "Debug mode is enabled" in (r["reason"] or ""), r)
 
-    server = Server(["--collateral", vec("dcap-qvl/tdx_quote_collateral.json"), "--now", TDX_NOW, "--skip-os-image"])
-    try:
-        with open(vec("dcap-qvl/tdx_quote"), "rb") as f:
-            r = server.verify({"quote": f.read().hex(), "event_log": "[]"})
-        case("serve with Intel's root: simulated false",
-             r and r.get("simulated") is False and r["details"]["quote_verified"] is True, r)
-    finally:
-        server.stop()
+    with open(vec("dcap-qvl/tdx_quote"), "rb") as f:
+        real_request = {"quote": f.read().hex(), "event_log": "[]"}
+    with serve(["--collateral", vec("dcap-qvl/tdx_quote_collateral.json"), "--now", TDX_NOW, "--skip-os-image"],
+               "verify serve (Intel's root)") as server:
+        r = post_verify(server, real_request)
+        h.check("serve with Intel's root: simulated false",
+                r and r.get("simulated") is False and r["details"]["quote_verified"] is True, r)
 
     rc, out, err = run(["serve", "--listen", "127.0.0.1:0", "--collateral", sim.collateral, "--accept-simulated"])
-    case("serve --accept-simulated without --trust-root: exit 2", rc == 2 and "--accept-simulated" in err
+    h.check("serve --accept-simulated without --trust-root: exit 2", rc == 2 and "--accept-simulated" in err
          and "--trust-root" in err, (rc, out, err))
     rc, out, err = run(["--help"])
-    case("--help documents --accept-simulated", rc == 0 and "--accept-simulated" in out, out)
+    h.check("--help documents --accept-simulated", rc == 0 and "--accept-simulated" in out, out)
 
 
 def der_octet_string(content):
@@ -307,8 +265,8 @@ def der_octet_string(content):
     return b"\x04" + length + content
 
 
-def openssl(*args):
-    subprocess.run(["openssl"] + list(args), check=True, capture_output=True)
+def openssl(*args, text=True):
+    return must_run(["openssl"] + list(args), text=text)
 
 
 def pem_of_der(der):
@@ -331,8 +289,7 @@ def ratls_cases(sim):
         return path
 
     leaf_key = key("leaf.key")
-    spki = subprocess.run(["openssl", "pkey", "-in", leaf_key, "-pubout", "-outform", "DER"], check=True,
-                          capture_output=True).stdout
+    spki = openssl("pkey", "-in", leaf_key, "-pubout", "-outform", "DER", text=False)
     with open(sim.quote("--report-data", hashlib.sha512(b"ratls-cert:" + spki).hexdigest()), "rb") as f:
         quote = f.read()
     extensions = ["-addext", "1.3.6.1.4.1.62397.1.1=DER:" + der_octet_string(quote).hex(),
@@ -353,23 +310,22 @@ def ratls_cases(sim):
             "-out", self_signed)
     rc, verdict, err = run_json(sim.trust + [self_signed])
     checks = (verdict or {}).get("checks", [])
-    case("RA-TLS self-signed and valid now: VALID, validity and signature passed",
+    h.check("RA-TLS self-signed and valid now: VALID, validity and signature passed",
          rc == 0 and by_id(checks, "ratls.validity").get("state") == "passed"
          and by_id(checks, "ratls.signature").get("detail") == "self-signed"
          and by_id(checks, "binding.certificate_key").get("state") == "passed", checks or err)
 
     later = str(int(time.time()) + 2 * 86400)  # the certificate's day is over; the simulator's collateral is not
     rc, out, err = run(sim.trust + ["--now", later, self_signed])
-    case("RA-TLS certificate expired at the verification time: INVALID for that reason alone",
+    h.check("RA-TLS certificate expired at the verification time: INVALID for that reason alone",
          rc == 1 and "failed       RA-TLS certificate validity: the certificate expired at" in out
          and "reason:       RA-TLS certificate validity" in out and "TCB status:   UpToDate" in out, out + err)
     # The simulator's collateral was issued a minute before it was made, the certificate after it:
     # a few seconds before the certificate's notBefore, only the certificate is not valid yet.
-    start = subprocess.run(["openssl", "x509", "-in", self_signed, "-noout", "-startdate"], check=True,
-                           capture_output=True, text=True).stdout.strip().split("=", 1)[1]
+    start = openssl("x509", "-in", self_signed, "-noout", "-startdate").strip().split("=", 1)[1]
     not_before = calendar.timegm(time.strptime(start, "%b %d %H:%M:%S %Y %Z"))
     rc, out, err = run(sim.trust + ["--now", str(not_before - 5), self_signed])
-    case("RA-TLS certificate not yet valid at the verification time: INVALID for that reason alone",
+    h.check("RA-TLS certificate not yet valid at the verification time: INVALID for that reason alone",
          rc == 1 and "failed       RA-TLS certificate validity: the certificate is not valid before" in out
          and "reason:       RA-TLS certificate validity" in out and "TCB status:   UpToDate" in out, out + err)
 
@@ -377,7 +333,7 @@ def ratls_cases(sim):
     der[-1] ^= 0x01  # inside the signature
     tampered = write("tampered.pem", pem_of_der(bytes(der)))
     rc, out, err = run(sim.trust + [tampered])
-    case("RA-TLS certificate with a broken signature: INVALID",
+    h.check("RA-TLS certificate with a broken signature: INVALID",
          rc == 1 and "failed       RA-TLS certificate signature: self-signature" in out
          and "passed       certificate key bound to the quote" in out, out + err)
 
@@ -397,48 +353,31 @@ def ratls_cases(sim):
 
     chain = write("chain.pem", read(issued) + read(ca_pem))
     rc, out, err = run(sim.trust + [chain])
-    case("RA-TLS certificate with its issuer in the PEM: VALID, signed by the issuer",
+    h.check("RA-TLS certificate with its issuer in the PEM: VALID, signed by the issuer",
          rc == 0 and "passed       RA-TLS certificate signature: signed by O=Test, CN=Test RA-TLS CA" in out, out + err)
     rc, out, err = run(sim.trust + [issued])
-    case("RA-TLS certificate issued by a CA the PEM does not carry: INVALID (signature not checkable)",
+    h.check("RA-TLS certificate issued by a CA the PEM does not carry: INVALID (signature not checkable)",
          rc == 1 and "failed       RA-TLS certificate signature: not self-signed" in out, out + err)
     look_alike = write("look-alike.pem", read(issued) + read(ca("other-ca.pem", key("other-ca.key"))))
     rc, out, err = run(sim.trust + [look_alike])
-    case("RA-TLS certificate with a look-alike issuer (same name, other key): INVALID",
+    h.check("RA-TLS certificate with a look-alike issuer (same name, other key): INVALID",
          rc == 1 and "failed       RA-TLS certificate signature" in out, out + err)
 
 
-def main():
-    global DSTACK
-    if len(sys.argv) != 2:
-        print(__doc__)
-        return 2
-    DSTACK = os.path.abspath(sys.argv[1])
-    if os.path.isdir(DSTACK):  # scripts/test passes the build directory
-        DSTACK = os.path.join(DSTACK, "dstack")
-    if not os.path.exists(vec("dcap-qvl/tdx_quote")) or shutil.which("openssl") is None:
-        print(f"*** vectors missing at {VECTORS} (set DSTACK_VECTORS) or no openssl ***")
-        print("test_verify_hardening: 0 passed, 1 failed")
-        return 1
-    with tempfile.TemporaryDirectory() as tmp:
-        groups = [("id_cases", lambda sim: id_cases()), ("empty_value_cases", empty_value_cases),
-                  ("debug_cases", debug_cases), ("os_image_cases", os_image_cases), ("serve_cases", serve_cases),
-                  ("ratls_cases", ratls_cases)]
-        sim = None
-        try:
-            sim = Sim(tmp)
-        except Exception as e:
-            case("the simulator sets up", False, repr(e))
-        for name, group in groups:
-            if sim is None:
-                break
-            try:
-                group(sim)
-            except Exception as e:  # one broken group must not hide the others' results
-                case(f"{name} ran to the end", False, repr(e))
-    print(f"test_verify_hardening: {results['passed']} passed, {results['failed']} failed")
-    return 0 if results["failed"] == 0 else 1
+def main(harness_):
+    global h
+    h = harness_
+    with h.group("id_cases"):
+        id_cases()
+    sim = None
+    with h.case("the simulator sets up"):
+        sim = Sim(h.tmpdir("sim"))
+    if sim is None:  # its FAIL says why; every group below needs it
+        return
+    for group in (empty_value_cases, debug_cases, os_image_cases, serve_cases, ratls_cases):
+        with h.group(group.__name__):  # one broken group must not hide the others' results
+            group(sim)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    harness.main(main, needs=["openssl"])
