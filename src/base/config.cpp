@@ -54,6 +54,27 @@ Result<std::optional<T>> get_typed(const toml::table& table, std::string_view do
     return make_error("{}: key '{}' must be a {}, found a {}", origin, dotted, expected, type_name(node.type()));
 }
 
+// toml++ 3.3 (Debian 12) asserts, and so aborts, on a header that opens with three brackets
+// ("[[[", also with blanks between): never valid TOML, so it is refused before toml++ sees it.
+// A line of a multi-line array value that opens that way is refused too: rare, and said clearly.
+Result<void> refuse_triple_bracket_headers(std::string_view text, std::string_view origin) {
+    std::size_t line = 1;
+    for (std::size_t start = 0; start <= text.size(); ++line) {
+        std::size_t end = text.find('\n', start);
+        if (end == std::string_view::npos) end = text.size();
+        std::string_view row = text.substr(start, end - start);
+        int brackets = 0;
+        for (char c : row) {
+            if (c == ' ' || c == '\t') continue;
+            if (c != '[') break;
+            if (++brackets == 3)
+                return make_error("{}:{}: a line may not open with '[[[' (a table header takes [name] or [[name]])", origin, line);
+        }
+        start = end + 1;
+    }
+    return {};
+}
+
 }  // namespace
 
 Config::Config(std::unique_ptr<toml::table> table, std::string origin)
@@ -63,6 +84,7 @@ Config& Config::operator=(Config&&) noexcept = default;
 Config::~Config() = default;
 
 Result<Config> Config::parse(std::string_view text, std::string_view origin) {
+    DSTACK_CHECK(refuse_triple_bracket_headers(text, origin));
     toml::parse_result parsed = toml::parse(text, origin);
     if (!parsed) {
         const auto& err = parsed.error();

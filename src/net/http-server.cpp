@@ -38,6 +38,7 @@ using net::detail::WatchdogStopper;
 constexpr std::size_t read_chunk = 16 * 1024;
 constexpr std::size_t single_write_limit = 64 * 1024;  // below this, head and body go out together
 constexpr std::size_t refusal_backlog = 64;            // refusals in flight beyond max_connections
+constexpr auto abandon_grace = std::chrono::seconds(1);  // after stop_timeout: see drain()
 
 bool valid_header_name(std::string_view name) {
     static constexpr std::string_view extra = "!#$%&'*+-.^_`|~";
@@ -580,6 +581,12 @@ asio::awaitable<void> drain(ServerState& state, asio::any_io_executor executor) 
                       state.options.stop_timeout.count());
             close_on_strands(state.connections->all());
             forced = true;
+        }
+        // A handler still waiting on something else (a slow upstream) keeps its connection's
+        // coroutine alive after the close: it is abandoned, and ends when its runtime is stopped.
+        if (forced && Clock::now() >= deadline + abandon_grace) {
+            log::warn("http: {}: handlers still running after their connections were closed; abandoning them", state.listener);
+            break;
         }
         asio::steady_timer pause(executor, 10ms);
         std::error_code ignored;

@@ -123,6 +123,13 @@ def main(h):
         h.check("--config: a TOML syntax error names the file and line (exit 2)",
                 r.rc == 2 and "bad.toml:" in r.err, r)
 
+        crash = os.path.join(h.tmp, "brackets.toml")
+        with open(crash, "w") as f:
+            f.write("[[[\n")
+        r = h.run([h.dstack, "verify", "serve", "--config", crash])
+        h.check("--config: a '[[[' header (toml++ aborts on it) is a usage error, not a crash (exit 2)",
+                r.rc == 2 and "[[[" in r.err, r)
+
     with h.group("logging flags"):
         with h.server(serve_cmd(h, "--log-format", "json"), name="verify serve --log-format json") as server:
             pass

@@ -65,3 +65,14 @@ x = 1
     CHECK(ratio.error().message == "<string>: key 'ratio' must be a string, integer, boolean or an array of those, found a float");
     CHECK_FALSE(config->get_words("table"));
 }
+
+TEST_CASE("TOML: a header opening with three brackets is refused, not passed to toml++ (which aborts on it)") {
+    for (std::string_view text : {"[[[", "[[[a]]]", "[[a]]\n[[[", " [ [ [x", "a = 1\n\t[[[b]]]\n"}) {
+        auto config = Config::parse(text, "c.toml");
+        REQUIRE_FALSE(config);
+        CHECK(config.error().message.find("may not open with '[[['") != std::string::npos);
+    }
+    CHECK(Config::parse("a = [[1], [2]]\n[[t]]\nx = 1\n"));
+    auto nested = Config::parse("a = [[[1]]]\n");
+    CHECK(nested);  // inside a value on the same line: fine
+}

@@ -31,6 +31,12 @@ asio::awaitable<http::Response> test_handler(http::Request& request, const http:
         co_return r;
     }
     if (request.path == "/throw") throw std::runtime_error("handler bug");
+    if (request.path == "/hang") {  // a handler waiting on a slow upstream
+        asio::steady_timer forever(co_await asio::this_coro::executor, std::chrono::hours(1));
+        std::error_code ignored;
+        co_await forever.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+        co_return http::Response::text("late");
+    }
     if (request.path == "/peer") co_return http::Response::text(info.peer + "|" + info.listener);
     if (request.path == "/close") {
         auto r = http::Response::text("bye");
@@ -718,4 +724,27 @@ TEST_CASE("net http server: a request still running at the stop deadline has its
     }(port, listener.get(), &returned));
     CHECK(waited >= 200ms);
     CHECK(waited < 3s);
+}
+
+TEST_CASE("net http server: a handler that never finishes is abandoned after the stop deadline") {
+    asio::io_context io;
+    auto listening = listen_tcp(io.get_executor(), "127.0.0.1", 0);
+    REQUIRE(listening.ok());
+    ListenerPtr listener = std::move(*listening);
+    std::uint16_t port = listener->local_port();
+    http::ServerOptions options;
+    options.stop_timeout = 200ms;
+    bool returned = false;
+    asio::co_spawn(io, serve_and_flag(*listener, options, &returned), asio::detached);
+    auto waited = test::run(io, [](std::uint16_t port, Listener* listener, bool* returned) -> asio::awaitable<std::chrono::milliseconds> {
+        auto hanging = co_await connect_from("127.0.0.1", port);
+        co_await send(*hanging, "GET /hang HTTP/1.1\r\n\r\n");
+        co_await pause(50ms);
+        auto start = std::chrono::steady_clock::now();
+        listener->close();
+        while (!*returned) co_await pause(10ms);
+        co_return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+    }(port, listener.get(), &returned), 10s);
+    CHECK(waited >= 1200ms);  // stop_timeout, then the grace for handlers
+    CHECK(waited < 4s);
 }
