@@ -2,6 +2,8 @@
 // KMS policies and relying parties key on.
 #include "dstack/app/identity.hpp"
 
+#include <algorithm>
+
 #include "dstack/crypto/hash.hpp"
 
 namespace dstack::app {
@@ -38,6 +40,37 @@ std::optional<Bytes> find_runtime_event(const std::vector<tee::TdxEvent>& runtim
         return false;
     });
     return found;
+}
+
+Result<bool> check_identity_events(const std::vector<tee::TdxEvent>& runtime_events) {
+    struct Rule {
+        std::string_view name;
+        bool required;
+        std::vector<std::size_t> sizes;  // empty: any size
+        int seen = 0;
+    };
+    Rule rules[] = {
+        {"app-id", true, {20}},          {"compose-hash", true, {32}}, {"instance-id", false, {0, 20}},
+        {"os-image-hash", false, {}},    {"key-provider", false, {}},  {"boot-mr-done", false, {0}},
+        {"storage-fs", false, {}},
+    };
+    std::optional<Error> problem;
+    for_each_system_event(runtime_events, [&](const tee::TdxEvent& event) {
+        for (auto& rule : rules) {
+            if (event.event != rule.name) continue;
+            if (++rule.seen > 1) problem = make_error("the runtime events hold '{}' more than once", rule.name);
+            else if (!rule.sizes.empty() &&
+                     std::find(rule.sizes.begin(), rule.sizes.end(), event.event_payload.size()) == rule.sizes.end())
+                problem = make_error("the '{}' event holds {} bytes, not {}", rule.name, event.event_payload.size(), rule.sizes.back());
+        }
+        return !problem;
+    });
+    if (problem) return *problem;
+    bool any = std::any_of(std::begin(rules), std::end(rules), [](const Rule& rule) { return rule.seen > 0; });
+    if (!any) return false;
+    for (const auto& rule : rules)
+        if (rule.required && rule.seen == 0) return make_error("the runtime events hold no '{}' event", rule.name);
+    return true;
 }
 
 AppInfo decode_app_info(const tee::TdReport10& report, const std::vector<tee::TdxEvent>& runtime_events, ByteView ppid,

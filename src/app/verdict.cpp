@@ -155,7 +155,12 @@ Verdict verify_evidence(const tee::Evidence& evidence, const tee::ParsedQuote& p
         check_boot_rtmrs(evidence, *td, checks);
         auto runtime_events = runtime_events_of(evidence);
         bool rtmr3_verified = check_runtime_rtmr(evidence, runtime_events, *td, checks);
-        if (rtmr3_verified) {
+        auto identity = rtmr3_verified ? check_identity_events(runtime_events) : Result<bool>(false);
+        if (rtmr3_verified && !identity) {
+            checks.fail(app_identity_check, identity.error().message);
+        } else if (rtmr3_verified && !*identity) {
+            checks.skip(app_identity_check, "the runtime events carry no dstack identity (no app-id or compose-hash event)");
+        } else if (rtmr3_verified) {
             ByteView ppid = verdict.dcap.ok() ? ByteView(verdict.dcap.report->ppid) : ByteView();
             verdict.app_info = decode_app_info(*td, runtime_events, ppid);
             checks.pass(app_identity_check, "from the replayed runtime events");

@@ -54,15 +54,26 @@ Result<std::optional<T>> get_typed(const toml::table& table, std::string_view do
     return make_error("{}: key '{}' must be a {}, found a {}", origin, dotted, expected, type_name(node.type()));
 }
 
-// toml++ 3.3 (Debian 12) asserts, and so aborts, on a header that opens with three brackets
-// ("[[[", also with blanks between): never valid TOML, so it is refused before toml++ sees it.
-// A line of a multi-line array value that opens that way is refused too: rare, and said clearly.
-Result<void> refuse_triple_bracket_headers(std::string_view text, std::string_view origin) {
+// toml++ 3.3 (Debian 12) has two bugs that hostile config text reaches: it asserts (aborts) on a
+// header opening with three brackets ("[[[", also with blanks between), and its Unicode tables
+// reach an unreachable branch (undefined behaviour) on some non-ASCII characters outside strings.
+// So config text is checked first: ASCII only (TOML's \uXXXX escapes still write any character
+// into a string), no control characters but tab and line ends, and no line opening with "[[[" (a
+// line of a multi-line array value that opens that way is refused too: rare, and said clearly).
+Result<void> check_config_text(std::string_view text, std::string_view origin) {
     std::size_t line = 1;
     for (std::size_t start = 0; start <= text.size(); ++line) {
         std::size_t end = text.find('\n', start);
         if (end == std::string_view::npos) end = text.size();
         std::string_view row = text.substr(start, end - start);
+        for (char c : row) {
+            auto byte = static_cast<unsigned char>(c);
+            if (byte >= 0x80)
+                return make_error("{}:{}: byte 0x{:02x} is not ASCII (write other characters as \\uXXXX escapes in a string)",
+                                  origin, line, byte);
+            if ((byte < 0x20 && c != '\t' && c != '\r') || byte == 0x7f)
+                return make_error("{}:{}: control character 0x{:02x}", origin, line, byte);
+        }
         int brackets = 0;
         for (char c : row) {
             if (c == ' ' || c == '\t') continue;
@@ -84,7 +95,7 @@ Config& Config::operator=(Config&&) noexcept = default;
 Config::~Config() = default;
 
 Result<Config> Config::parse(std::string_view text, std::string_view origin) {
-    DSTACK_CHECK(refuse_triple_bracket_headers(text, origin));
+    DSTACK_CHECK(check_config_text(text, origin));
     toml::parse_result parsed = toml::parse(text, origin);
     if (!parsed) {
         const auto& err = parsed.error();

@@ -29,6 +29,12 @@ struct AppInfo {
 // Payload of the first event with this name before "system-ready".
 std::optional<Bytes> find_runtime_event(const std::vector<tee::TdxEvent>& runtime_events, std::string_view name);
 
+// The identity events dstack's guest measures before system-ready, checked before they are
+// believed: app-id (20 bytes) and compose-hash (32 bytes) exactly once; instance-id (empty or 20
+// bytes), os-image-hash, key-provider, boot-mr-done and storage-fs at most once. A log that could
+// name two compose hashes names none. false: no identity events at all (not a dstack CVM's log).
+Result<bool> check_identity_events(const std::vector<tee::TdxEvent>& runtime_events);
+
 // As upstream's decode_app_info_ex: `ppid` from the verified PCK certificate (empty when
 // unverified: device_id is then SHA256 of nothing); boot_time stops RTMR3 at boot-mr-done and
 // leaves the key provider out.

@@ -76,3 +76,15 @@ TEST_CASE("TOML: a header opening with three brackets is refused, not passed to 
     auto nested = Config::parse("a = [[[1]]]\n");
     CHECK(nested);  // inside a value on the same line: fine
 }
+
+TEST_CASE("TOML: config text is ASCII (toml++ reaches undefined behaviour on some non-ASCII input)") {
+    auto found = Config::parse("a = 1\n\xc6\xa7+Z", "c.toml");  // what the fuzzer found
+    REQUIRE_FALSE(found);
+    CHECK(found.error().message == "c.toml:2: byte 0xc6 is not ASCII (write other characters as \\uXXXX escapes in a string)");
+    CHECK_FALSE(Config::parse("name = \"caf\xc3\xa9\"\n"));
+    auto escaped = Config::parse("name = \"caf\\u00e9\"\n");
+    REQUIRE(escaped);
+    CHECK(**escaped->get_string("name") == "caf\xc3\xa9");
+    CHECK_FALSE(Config::parse("a = 1\x01\n"));
+    CHECK(Config::parse("a = 1\r\n\tb = 2\n"));
+}
