@@ -50,6 +50,9 @@ void check_signature(const std::vector<crypto::Certificate>& certificates, Check
     // quote, not a CA, is what makes the key trustworthy).
     for (std::size_t i = 0; i + 1 < certificates.size(); ++i) {
         const auto& issuer = certificates[i + 1];
+        if (!issuer.is_ca())
+            return checks.fail(signature_check, fmt::format("{} is signed by {}, which is not a CA certificate",
+                                                            which(certificates, i), issuer.subject_text()));
         if (certificates[i].issuer_der() != issuer.subject_der())
             return checks.fail(signature_check, fmt::format("{} was not issued by the next certificate of the PEM ({})",
                                                             which(certificates, i), issuer.subject_text()));

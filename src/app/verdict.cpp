@@ -46,16 +46,26 @@ void check_boot_rtmrs(const tee::Evidence& evidence, const tee::TdReport10& td, 
     const auto& name = boot_rtmrs_check;
     if (evidence.event_log.empty()) return checks.skip(name, "the input carries no event log");
     std::vector<const tee::TdxEvent*> boot_events;
-    for (const auto& event : evidence.event_log)
+    for (const auto& event : evidence.event_log) {
+        // A TD has RTMR0-3 only: an event for any other register measures nothing, so a log that
+        // holds one is not the log the quote was made from.
+        if (event.imr > 3) return checks.fail(name, fmt::format("event '{}' is for RTMR{}, which a TD does not have",
+                                                                event.event, event.imr));
         if (event.imr < 3) boot_events.push_back(&event);
+    }
     if (boot_events.empty()) return checks.skip(name, "the event log holds no boot-time (RTMR0-2) events");
     // Certificates and V0 attestations carry the stripped log: of the boot events only the three
     // ACPI ones of RTMR0 remain (the runtime events' digests are emptied: they are recomputed).
     bool only_acpi = std::all_of(boot_events.begin(), boot_events.end(), [](const tee::TdxEvent* e) {
         return e->event_type == 10 && std::string_view(as_chars(e->event_payload)) == "ACPI DATA";
     });
+    // Stripped means no digest; a digest of another length than SHA-384's is a broken log.
+    for (const auto* event : boot_events)
+        if (!event->digest.empty() && event->digest.size() != 48)
+            return checks.fail(name, fmt::format("event '{}' of RTMR{} has a {}-byte digest (SHA-384 digests are 48 bytes)",
+                                                 event->event, event->imr, event->digest.size()));
     bool digests_missing = std::any_of(boot_events.begin(), boot_events.end(),
-                                       [](const tee::TdxEvent* e) { return e->digest.size() != 48; });
+                                       [](const tee::TdxEvent* e) { return e->digest.empty(); });
     if (only_acpi || digests_missing)
         return checks.skip(name, "the event log is stripped (no boot digests); RTMR0-2 need the OS image measurement, "
                                  "which this verifier does not compute yet");

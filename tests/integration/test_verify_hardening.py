@@ -129,6 +129,9 @@ def empty_value_cases(sim):
     rc, out, err = run(sim.trust + ["--report-data", "", zero_quote])
     h.check("--report-data '': exit 2, not a passed check", rc == 2 and "--report-data" in err and "empty" in err
          and not out, (rc, out, err))
+    rc, out, err = run(sim.trust + ["--report-data", "0x", zero_quote])
+    h.check("--report-data 0x (no bytes): exit 2, not an all-zero expectation", rc == 2 and "no bytes given" in err
+            and not out, (rc, out, err))
     flags = ["--app-id", "--os-image-hash", "--mrtd", "--rtmr0", "--rtmr1", "--rtmr2", "--compose", "--event-log",
              "--now", "--allow-status", "--allow-advisory"]
     for flag in flags:

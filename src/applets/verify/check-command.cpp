@@ -26,6 +26,7 @@ Result<std::optional<Bytes>> optional_hex(const std::optional<std::string>& text
     if (!text) return std::optional<Bytes>{};
     auto bytes = hex_decode(*text);
     if (!bytes) return std::move(bytes).take_error().context(fmt::format("{}", flag));
+    if (bytes->empty()) return make_error("{}: no bytes given (an empty expectation would match nothing or anything)", flag);
     if (bytes->size() > max_size) return make_error("{}: {} bytes, at most {} expected", flag, bytes->size(), max_size);
     return std::optional<Bytes>(std::move(*bytes));
 }

@@ -153,3 +153,42 @@ TEST_CASE("app identity: compose hash and report data" *
     CHECK(hex_encode(report_data) ==
           "e39fd3dbee991d65e65cc38c6e9d664324929816279a19b495bcd3f77a62d81949ba61282d8a732916d39bb9f6a6a16d11211c0d800b6ffc56ecf74419a7c835");
 }
+
+TEST_CASE("identity events are checked before they are believed") {
+    auto event = [](std::string name, std::size_t size, std::uint8_t fill = 1) {
+        tee::TdxEvent e;
+        e.imr = 3;
+        e.event_type = tee::runtime_event_type;
+        e.event = std::move(name);
+        e.event_payload = Bytes(size, fill);
+        return e;
+    };
+    std::vector<tee::TdxEvent> good = {event("system-preparing", 0), event("app-id", 20), event("compose-hash", 32),
+                                       event("instance-id", 20), event("boot-mr-done", 0), event("key-provider", 9),
+                                       event("system-ready", 0), event("compose-hash", 5), event("app-id", 1)};
+    auto ok = app::check_identity_events(good);
+    REQUIRE(ok);
+    CHECK(*ok);  // what the app appends after system-ready is not the guest's identity
+
+    auto none = app::check_identity_events({event("system-preparing", 0), event("system-ready", 0)});
+    REQUIRE(none);
+    CHECK_FALSE(*none);
+
+    auto twice = good;
+    twice.insert(twice.begin() + 3, event("compose-hash", 32, 2));
+    auto duplicate = app::check_identity_events(twice);
+    REQUIRE_FALSE(duplicate);
+    CHECK(duplicate.error().message == "the runtime events hold 'compose-hash' more than once");
+
+    auto short_hash = app::check_identity_events({event("app-id", 20), event("compose-hash", 5)});
+    REQUIRE_FALSE(short_hash);
+    CHECK(short_hash.error().message == "the 'compose-hash' event holds 5 bytes, not 32");
+
+    auto missing = app::check_identity_events({event("compose-hash", 32)});
+    REQUIRE_FALSE(missing);
+    CHECK(missing.error().message == "the runtime events hold no 'app-id' event");
+
+    CHECK(app::check_identity_events({event("app-id", 20), event("compose-hash", 32), event("instance-id", 0)}));
+    CHECK_FALSE(app::check_identity_events({event("app-id", 20), event("compose-hash", 32), event("key-provider", 3),
+                                            event("key-provider", 3)}));
+}

@@ -388,6 +388,18 @@ TEST_CASE("verdict: an RA-TLS certificate issued by a CA is checked against the 
     CHECK_FALSE(look_alike.valid);
     CHECK(check(look_alike, app::check_id::ratls_signature).state == tee::CheckState::failed);
 
+    // An issuer that is no CA certificate may sign nothing.
+    crypto::CertificateSpec plain;
+    plain.subject.organization = "Dstack";
+    plain.subject.common_name = "Test App CA";
+    plain.not_before = now - one_day;
+    plain.not_after = now + one_day;
+    plain.is_ca = false;
+    auto not_ca = required(crypto::Certificate::from_der(required(crypto::write_self_signed_certificate(plain, ca_key))));
+    auto by_leaf = verify_pem(leaf.pem() + not_ca.pem());
+    CHECK_FALSE(by_leaf.valid);
+    CHECK(check(by_leaf, app::check_id::ratls_signature).detail.find("which is not a CA certificate") != std::string::npos);
+
     // The issuer's own dates count too.
     auto expired_ca = ca_certificate(ca_key, now - 2 * one_day, now - one_day);
     auto stale = verify_pem(ratls.issued_by(ca_key, expired_ca).pem() + expired_ca.pem());
@@ -408,4 +420,45 @@ TEST_CASE("RA-TLS PEMs hold at most max_ratls_certificates certificates") {
     auto refused = tee::read_evidence(as_bytes(pem));
     REQUIRE_FALSE(refused.ok());
     CHECK(refused.error().message.find("at most 8") != std::string::npos);
+}
+
+TEST_CASE("verdict: a boot event with a digest of the wrong length, or for a register a TD lacks, fails the replay") {
+    auto with_boot_event = [](std::uint32_t imr, std::size_t digest_size) {
+        auto evidence = cvm_evidence();
+        tee::TdxEvent boot;
+        boot.imr = imr;
+        boot.event_type = 1;
+        boot.digest = Bytes(digest_size, 0x42);
+        boot.event = "boot";
+        evidence.event_log.insert(evidence.event_log.begin(), boot);
+        return verify(evidence);
+    };
+    auto short_digest = with_boot_event(1, 32);
+    CHECK_FALSE(short_digest.valid);
+    CHECK(check(short_digest, app::check_id::boot_rtmrs).state == tee::CheckState::failed);
+    CHECK(check(short_digest, app::check_id::boot_rtmrs).detail == "event 'boot' of RTMR1 has a 32-byte digest (SHA-384 digests are 48 bytes)");
+    auto no_register = with_boot_event(4, 48);
+    CHECK_FALSE(no_register.valid);
+    CHECK(check(no_register, app::check_id::boot_rtmrs).detail == "event 'boot' is for RTMR4, which a TD does not have");
+}
+
+TEST_CASE("verdict: identity events that could name two apps make the identity fail, not pass") {
+    auto evidence = cvm_evidence();
+    auto twice = evidence.event_log[2];  // compose-hash
+    twice.event_payload = Bytes(32, 0x44);
+    twice.digest = tee::runtime_event_digest(twice.event, twice.event_payload, 1);
+    evidence.event_log.insert(evidence.event_log.begin() + 3, twice);
+    // Requote with the RTMR3 this log replays to, so only the identity rule can object.
+    sim::SimQuoteOptions options;
+    auto td = sim::default_td_report();
+    auto rtmr3 = tee::replay_runtime_events(evidence.event_log);
+    std::copy(rtmr3.begin(), rtmr3.end(), td.rt_mr3.begin());
+    options.td = td;
+    evidence.quote = required(sim::make_quote(pki(), options));
+    auto verdict = verify(evidence);
+    INFO(describe(verdict));
+    CHECK_FALSE(verdict.valid);
+    CHECK(check(verdict, app::check_id::runtime_rtmr).state == tee::CheckState::passed);
+    CHECK(check(verdict, app::check_id::app_identity).detail == "the runtime events hold 'compose-hash' more than once");
+    CHECK_FALSE(verdict.app_info);
 }
