@@ -77,6 +77,13 @@ TEST_CASE("TOML: a header opening with three brackets is refused, not passed to 
     CHECK(nested);  // inside a value on the same line: fine
 }
 
+TEST_CASE("TOML: input toml++ asserts on is a clean error (its asserts are off, NDEBUG's assume too)") {
+    for (std::string_view text : {"[}", "[a.}]", "a.} = 1", "x = { } = 1 }", "[ \"a\" . ]"}) {
+        auto config = Config::parse(text, "c.toml");
+        CHECK_FALSE(config);
+    }
+}
+
 TEST_CASE("TOML: config text is ASCII (toml++ reaches undefined behaviour on some non-ASCII input)") {
     auto found = Config::parse("a = 1\n\xc6\xa7+Z", "c.toml");  // what the fuzzer found
     REQUIRE_FALSE(found);
