@@ -88,6 +88,21 @@ def main(h):
             h.expect(rc is not None and time.monotonic() - start < 3, "the second signal did not stop it at once")
             stalled.close()
 
+    with h.case("SIGTERM right after the listening line: a graceful stop (exit 0) every time, never a kill"):
+        import subprocess
+        for attempt in range(20):
+            proc = subprocess.Popen(serve_cmd(h), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            try:
+                line = proc.stdout.readline()
+                h.expect("listening on" in line, f"attempt {attempt}: {line!r}")
+                proc.send_signal(signal.SIGTERM)
+                rc = wait_exit(proc, 10)
+                h.expect(rc == 0, f"attempt {attempt}: exit status {rc} (a negative one is death by the signal)")
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+
     with h.group("--config"):
         port = free_port()
         config = os.path.join(h.tmp, "dstack-verifier.toml")

@@ -57,6 +57,9 @@ int Daemon::serve_http(net::http::Handler handler, net::http::ServerOptions opti
                        std::shared_ptr<net::tls::ServerContext> tls_context) {
     // A peer closing a socket must give EPIPE, not kill the process.
     std::signal(SIGPIPE, SIG_IGN);
+    // Signals are caught before the "listening on" lines go out: whoever reads one may stop us at once.
+    asio::signal_set signals(runtime_.context(), SIGINT, SIGTERM);
+    runtime_.spawn(stop_on_signals(signals, listeners_, options.stop_timeout, &runtime_), "signal handling");
     auto serving = std::make_shared<std::atomic<std::size_t>>(listeners_.size());
     for (auto& listener : listeners_) {
         fmt::print("{}: listening on {}\n", name_, listener->description());
@@ -65,8 +68,6 @@ int Daemon::serve_http(net::http::Handler handler, net::http::ServerOptions opti
     }
     std::fflush(stdout);
 
-    asio::signal_set signals(runtime_.context(), SIGINT, SIGTERM);
-    runtime_.spawn(stop_on_signals(signals, listeners_, options.stop_timeout, &runtime_), "signal handling");
     int status = runtime_.run();
     return status;
 }
