@@ -190,9 +190,10 @@ int main(int argc, char** argv) {
         runtime.spawn(http::serve(**listener, handler, args.options, *context), "tls listener");
         listeners.push_back(std::move(*listener));
     }
-    std::fflush(stdout);
+    // Signals are caught before the ready lines leave the buffer: the test may stop us at once.
     runtime.stop_on_signals([&listeners] {
         for (auto& l : listeners) l->close();
     });
+    std::fflush(stdout);
     return runtime.run();
 }
