@@ -654,19 +654,28 @@ asio::awaitable<void> serve_and_flag(Listener& listener, http::ServerOptions opt
     *returned = true;
 }
 
+// A TCP server whose serve() call says when it has returned (after its listener is closed).
+struct StoppableServer {
+    explicit StoppableServer(http::ServerOptions options) {
+        auto listening = listen_tcp(io.get_executor(), "127.0.0.1", 0);
+        REQUIRE(listening.ok());
+        listener = std::move(*listening);
+        port = listener->local_port();
+        asio::co_spawn(io, serve_and_flag(*listener, options, &returned), asio::detached);
+    }
+    asio::io_context io;
+    ListenerPtr listener;
+    std::uint16_t port = 0;
+    bool returned = false;
+};
+
 }  // namespace
 
 TEST_CASE("net http server: closing the listener stops gracefully: idle connections closed, requests in flight answered") {
-    asio::io_context io;
-    auto listening = listen_tcp(io.get_executor(), "127.0.0.1", 0);
-    REQUIRE(listening.ok());
-    ListenerPtr listener = std::move(*listening);
-    std::uint16_t port = listener->local_port();
     http::ServerOptions options;
     options.idle_timeout = 5s;
-    bool returned = false;
-    asio::co_spawn(io, serve_and_flag(*listener, options, &returned), asio::detached);
-    auto out = test::run(io, [](std::uint16_t port, Listener* listener, bool* returned) -> asio::awaitable<std::vector<std::string>> {
+    StoppableServer server(options);
+    auto out = test::run(server.io, [](std::uint16_t port, Listener* listener, bool* returned) -> asio::awaitable<std::vector<std::string>> {
         std::vector<std::string> results;
         std::error_code ec;
         // idle: one answered request, kept alive. busy: half a body sent when the stop comes.
@@ -692,7 +701,7 @@ TEST_CASE("net http server: closing the listener stops gracefully: idle connecti
         auto refused = co_await connect_tcp(co_await asio::this_coro::executor, "127.0.0.1", port, 1s);
         results.push_back(refused.ok() ? "accepted" : "refused");
         co_return results;
-    }(port, listener.get(), &returned));
+    }(server.port, server.listener.get(), &server.returned));
     REQUIRE(out.size() == 5);
     CHECK(out[0].rfind("HTTP/1.1 200 ", 0) == 0);
     CHECK(out[1].empty());
@@ -704,16 +713,10 @@ TEST_CASE("net http server: closing the listener stops gracefully: idle connecti
 }
 
 TEST_CASE("net http server: a request still running at the stop deadline has its connection closed") {
-    asio::io_context io;
-    auto listening = listen_tcp(io.get_executor(), "127.0.0.1", 0);
-    REQUIRE(listening.ok());
-    ListenerPtr listener = std::move(*listening);
-    std::uint16_t port = listener->local_port();
     http::ServerOptions options;
     options.stop_timeout = 200ms;
-    bool returned = false;
-    asio::co_spawn(io, serve_and_flag(*listener, options, &returned), asio::detached);
-    auto waited = test::run(io, [](std::uint16_t port, Listener* listener, bool* returned) -> asio::awaitable<std::chrono::milliseconds> {
+    StoppableServer server(options);
+    auto waited = test::run(server.io, [](std::uint16_t port, Listener* listener, bool* returned) -> asio::awaitable<std::chrono::milliseconds> {
         auto stalled = co_await connect_from("127.0.0.1", port);
         co_await send(*stalled, "POST /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\n1");
         co_await pause(50ms);
@@ -721,22 +724,16 @@ TEST_CASE("net http server: a request still running at the stop deadline has its
         listener->close();
         while (!*returned) co_await pause(10ms);
         co_return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
-    }(port, listener.get(), &returned));
+    }(server.port, server.listener.get(), &server.returned));
     CHECK(waited >= 200ms);
     CHECK(waited < 3s);
 }
 
 TEST_CASE("net http server: a handler that never finishes is abandoned after the stop deadline") {
-    asio::io_context io;
-    auto listening = listen_tcp(io.get_executor(), "127.0.0.1", 0);
-    REQUIRE(listening.ok());
-    ListenerPtr listener = std::move(*listening);
-    std::uint16_t port = listener->local_port();
     http::ServerOptions options;
     options.stop_timeout = 200ms;
-    bool returned = false;
-    asio::co_spawn(io, serve_and_flag(*listener, options, &returned), asio::detached);
-    auto waited = test::run(io, [](std::uint16_t port, Listener* listener, bool* returned) -> asio::awaitable<std::chrono::milliseconds> {
+    StoppableServer server(options);
+    auto waited = test::run(server.io, [](std::uint16_t port, Listener* listener, bool* returned) -> asio::awaitable<std::chrono::milliseconds> {
         auto hanging = co_await connect_from("127.0.0.1", port);
         co_await send(*hanging, "GET /hang HTTP/1.1\r\n\r\n");
         co_await pause(50ms);
@@ -744,7 +741,7 @@ TEST_CASE("net http server: a handler that never finishes is abandoned after the
         listener->close();
         while (!*returned) co_await pause(10ms);
         co_return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
-    }(port, listener.get(), &returned), 10s);
+    }(server.port, server.listener.get(), &server.returned), 10s);
     CHECK(waited >= 1200ms);  // stop_timeout, then the grace for handlers
     CHECK(waited < 4s);
 }
