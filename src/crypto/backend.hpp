@@ -12,6 +12,7 @@ namespace dstack::crypto::detail {
 
 // Process-wide, one-time initialisation (thread-safe; later calls return the first outcome).
 Result<void> ensure_psa();     // the program's only psa_crypto_init
+Result<void> ensure_p256_engine();  // the P-256 engine's own set-up (p256-openssl.cpp), run by ensure_psa
 Result<void> ensure_sodium();  // sodium_init
 
 Error psa_error(std::string_view what, psa_status_t status);

@@ -62,6 +62,8 @@ struct P256PrivateKey::Impl {
 
 P256PrivateKey::P256PrivateKey(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
 
+std::uint32_t detail::psa_key_id(const P256PrivateKey& key) { return key.impl_->id; }
+
 namespace {
 
 Result<std::shared_ptr<P256PrivateKey::Impl>> finish_key(psa_key_id_t id) {

@@ -18,7 +18,10 @@ namespace detail {
 Result<void> ensure_psa() {
     static std::once_flag once;
     static psa_status_t status = PSA_ERROR_BAD_STATE;
-    std::call_once(once, [] { status = psa_crypto_init(); });
+    std::call_once(once, [] {
+        // The P-256 engine is ready before PSA (and through it mbedTLS) can call it.
+        status = ensure_p256_engine() ? psa_crypto_init() : PSA_ERROR_HARDWARE_FAILURE;
+    });
     if (status != PSA_SUCCESS) return psa_error("initialising PSA Crypto", status);
     return {};
 }

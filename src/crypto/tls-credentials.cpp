@@ -16,9 +16,35 @@ struct TlsCertificates::Impl {
 
 struct TlsPrivateKey::Impl {
     mbedtls_pk_context key;
+    psa_key_id_t psa_key = 0;  // an EC key's PSA handle, behind `key` (opaque)
     Impl() { mbedtls_pk_init(&key); }
-    ~Impl() { mbedtls_pk_free(&key); }
+    ~Impl() {
+        mbedtls_pk_free(&key);
+        if (psa_key != 0) psa_destroy_key(psa_key);
+    }
 };
+
+namespace {
+
+// An EC key moves into PSA with a randomized-ECDSA policy, and mbedTLS's TLS code signs through
+// that handle: the handshake signature is then the P-256 engine's (mbedTLS would otherwise import
+// the key afresh for every handshake and sign deterministically on its own code). RSA stays as is.
+Result<void> move_ec_key_into_psa(mbedtls_pk_context& key, psa_key_id_t& psa_key) {
+    if (mbedtls_pk_get_type(&key) != MBEDTLS_PK_ECKEY) return {};
+    psa_key_attributes_t attributes = PSA_KEY_ATTRIBUTES_INIT;
+    int ret = mbedtls_pk_get_psa_attributes(&key, PSA_KEY_USAGE_SIGN_HASH, &attributes);
+    if (ret != 0) return make_error("private key: {}", mbedtls_error_text(ret));
+    psa_set_key_algorithm(&attributes, PSA_ALG_ECDSA(PSA_ALG_ANY_HASH));
+    ret = mbedtls_pk_import_into_psa(&key, &attributes, &psa_key);
+    if (ret != 0) return make_error("private key: {}", mbedtls_error_text(ret));
+    mbedtls_pk_free(&key);
+    mbedtls_pk_init(&key);
+    ret = mbedtls_pk_setup_opaque(&key, psa_key);
+    if (ret != 0) return make_error("private key: {}", mbedtls_error_text(ret));
+    return {};
+}
+
+}  // namespace
 
 TlsCertificates::TlsCertificates() : impl_(std::make_unique<Impl>()) {}
 TlsCertificates::~TlsCertificates() = default;
@@ -47,11 +73,17 @@ Result<std::unique_ptr<TlsPrivateKey>> TlsPrivateKey::from_pem(const std::string
     int ret = mbedtls_pk_parse_key(key->get(), reinterpret_cast<const unsigned char*>(pem.c_str()), pem.size() + 1, nullptr,
                                    0, detail::mbedtls_rng, nullptr);
     if (ret != 0) return make_error("private key: {}", mbedtls_error_text(ret));
+    DSTACK_CHECK(move_ec_key_into_psa(key->impl_->key, key->impl_->psa_key));
     return key;
 }
 
 Result<void> check_key_pair(const TlsCertificates& certificates, const TlsPrivateKey& key) {
-    if (mbedtls_pk_check_pair(&certificates.get()->pk, key.get(), detail::mbedtls_rng, nullptr) != 0)
+    const mbedtls_pk_context* certified = &certificates.get()->pk;
+    // mbedTLS 3.6 compares an opaque EC key with whatever the certificate holds as if it were an
+    // EC key: an RSA certificate there is read as the wrong structure (it crashed). Types first.
+    if (mbedtls_pk_get_type(key.get()) == MBEDTLS_PK_OPAQUE && mbedtls_pk_get_type(certified) != MBEDTLS_PK_ECKEY)
+        return make_error("private key does not belong to the first certificate of the chain");
+    if (mbedtls_pk_check_pair(certified, key.get(), detail::mbedtls_rng, nullptr) != 0)
         return make_error("private key does not belong to the first certificate of the chain");
     return {};
 }

@@ -30,8 +30,8 @@ struct PkContext {
     PkContext& operator=(const PkContext&) = delete;
 };
 
-// Loads the key into an mbedTLS PK context so the X.509 writers can sign with it. (With
-// MBEDTLS_USE_PSA_CRYPTO enabled this could wrap the PSA key instead: mbedtls_pk_setup_opaque.)
+// Wraps the key's PSA handle in an mbedTLS PK context (opaque) so the X.509 writers sign with it;
+// the key must outlive the context.
 Result<void> load_private_key(PkContext& context, const P256PrivateKey& key);
 Result<void> load_public_key(PkContext& context, ByteView spki_der);
 

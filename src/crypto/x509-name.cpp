@@ -58,25 +58,10 @@ namespace detail {
 
 Result<void> load_private_key(PkContext& context, const P256PrivateKey& key) {
     DSTACK_CHECK(ensure_psa());
-    int rc = mbedtls_pk_setup(&context.pk, mbedtls_pk_info_from_type(MBEDTLS_PK_ECKEY));
+    // mbedTLS signs through the key's own PSA handle: no copy of the scalar, and the key's policy
+    // (randomized ECDSA) holds, so the P-256 engine makes the signature.
+    int rc = mbedtls_pk_setup_opaque(&context.pk, psa_key_id(key));
     if (rc != 0) return mbedtls_error("preparing signing key", rc);
-    mbedtls_ecp_keypair* pair = mbedtls_pk_ec(context.pk);
-    Bytes scalar = key.scalar();
-    rc = mbedtls_ecp_read_key(MBEDTLS_ECP_DP_SECP256R1, pair, scalar.data(), scalar.size());
-    wipe(scalar);
-    if (rc != 0) return mbedtls_error("loading signing key", rc);
-    // Set the public point from our cached copy rather than recomputing it.
-    mbedtls_ecp_point point;
-    mbedtls_ecp_point_init(&point);
-    mbedtls_ecp_group group;
-    mbedtls_ecp_group_init(&group);
-    rc = mbedtls_ecp_group_load(&group, MBEDTLS_ECP_DP_SECP256R1);
-    if (rc == 0)
-        rc = mbedtls_ecp_point_read_binary(&group, &point, key.public_key().data(), key.public_key().size());
-    if (rc == 0) rc = mbedtls_ecp_set_public_key(MBEDTLS_ECP_DP_SECP256R1, pair, &point);
-    mbedtls_ecp_point_free(&point);
-    mbedtls_ecp_group_free(&group);
-    if (rc != 0) return mbedtls_error("loading signing public key", rc);
     return {};
 }
 

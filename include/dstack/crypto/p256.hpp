@@ -2,6 +2,7 @@
 // puts on the wire.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -15,6 +16,11 @@ inline constexpr std::size_t p256_scalar_size = 32;
 inline constexpr std::size_t p256_public_key_size = 65;  // 04 || X || Y
 inline constexpr std::size_t p256_signature_size = 64;   // r || s
 inline constexpr std::size_t p256_pkcs8_size = 138;
+
+class P256PrivateKey;
+namespace detail {
+std::uint32_t psa_key_id(const P256PrivateKey& key);  // the crypto layer's own plumbing (mbedTLS's writers)
+}
 
 // Immutable and cheap to copy (copies share one PSA key, destroyed with the last copy).
 class P256PrivateKey {
@@ -47,9 +53,19 @@ public:
     struct Impl;  // opaque: the PSA key
 
 private:
+    friend std::uint32_t detail::psa_key_id(const P256PrivateKey& key);
     explicit P256PrivateKey(std::shared_ptr<const Impl> impl);
     std::shared_ptr<const Impl> impl_;
 };
+
+// The engine that serves P-256 in this build (meson option p256): "openssl" (OpenSSL's libcrypto
+// behind mbedTLS's PSA driver interface) or "mbedtls". Either serves every P-256 operation of the
+// program: these functions, and mbedTLS's X.509 and TLS code. ECDSA signatures are randomized
+// (PSA_ALG_ECDSA) everywhere; nothing in dstack needs deterministic P-256 signatures.
+std::string_view p256_engine();
+// How many P-256 operations the OpenSSL engine has served in this process (always 0 with the
+// mbedTLS engine): lets tests show which code answered.
+std::uint64_t p256_engine_operations();
 
 // SubjectPublicKeyInfo <-> 65-byte point (only id-ecPublicKey with the prime256v1 curve).
 Result<Bytes> p256_public_key_from_spki(ByteView spki_der);
