@@ -65,20 +65,17 @@ constexpr unsigned char group_order[scalar_size] = {
 std::atomic<std::uint64_t> operations{0};
 
 // OpenSSL initialised without reading a configuration file (OPENSSL_CONF could otherwise load
-// providers or change defaults under us), and the curve's group built once. An EC_GROUP is only
-// read by the operations, so one serves every thread.
-struct Engine {
-    EC_GROUP* group = nullptr;
-    Engine() {
-        if (OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, nullptr) == 1)
-            group = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
-    }
-    ~Engine() { EC_GROUP_free(group); }
-};
+// providers or change defaults under us) and without its exit-time clean-up, and the curve's group
+// built once and never freed: a request still running on another thread while the process exits
+// must not find them gone. An EC_GROUP is only read by the operations, so one serves every thread.
+const EC_GROUP* make_curve() {
+    if (OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_ATEXIT, nullptr) != 1) return nullptr;
+    return EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+}
 
 const EC_GROUP* curve() {
-    static Engine engine;
-    return engine.group;
+    static const EC_GROUP* const group = make_curve();
+    return group;
 }
 
 struct Free {
