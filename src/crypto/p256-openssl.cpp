@@ -4,10 +4,12 @@
 // its templates) has one P-256 slot, wired for sign, verify, key generation, import, public-key
 // export and ECDH: with MBEDTLS_PSA_P256M_DRIVER_ENABLED (meson option p256=openssl) it calls the
 // six functions declared in p256-m_driver_entrypoints.h. We implement them here with OpenSSL and
-// do not build p256-m. So every P-256 operation of the program goes through here: the crypto
-// layer's PSA calls, and mbedTLS's own X.509 signature checks and TLS handshakes
-// (MBEDTLS_USE_PSA_CRYPTO). Other curves and algorithms are not ours: anything that is not P-256
-// gets PSA_ERROR_NOT_SUPPORTED, and mbedTLS's built-in code takes it.
+// do not build p256-m. So every P-256 signature, verification, key generation and ECDH of the
+// program goes through here: the crypto layer's PSA calls, and mbedTLS's own X.509 signature
+// checks and TLS handshakes (MBEDTLS_USE_PSA_CRYPTO). (mbedTLS still parses and range-checks the
+// EC public key of a certificate it loads with its own code: no scalar multiplication.) Other
+// curves and algorithms are not ours: anything that is not P-256 gets PSA_ERROR_NOT_SUPPORTED,
+// and mbedTLS's built-in code takes it.
 //
 // Key buffers hold PSA's export formats: a key pair is its 32-byte big-endian scalar, a public key
 // the 65-byte uncompressed point 04 || X || Y. Inputs are refused as mbedTLS's own code refuses

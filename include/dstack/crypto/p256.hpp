@@ -59,8 +59,8 @@ private:
 };
 
 // The engine that serves P-256 in this build (meson option p256): "openssl" (OpenSSL's libcrypto
-// behind mbedTLS's PSA driver interface) or "mbedtls". Either serves every P-256 operation of the
-// program: these functions, and mbedTLS's X.509 and TLS code. ECDSA signatures are randomized
+// behind mbedTLS's PSA driver interface) or "mbedtls". Either makes every P-256 signature,
+// verification, key and ECDH of the program: these functions, and mbedTLS's X.509 and TLS code. ECDSA signatures are randomized
 // (PSA_ALG_ECDSA) everywhere; nothing in dstack needs deterministic P-256 signatures.
 std::string_view p256_engine();
 // How many P-256 operations the OpenSSL engine has served in this process (always 0 with the
