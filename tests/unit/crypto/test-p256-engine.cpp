@@ -373,6 +373,43 @@ openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -sha384 
     CHECK(p256_engine_operations() == before);
 }
 
+TEST_CASE("crypto p256 engine: P-256 signatures over SHA-384 and SHA-512 digests (truncated to 256 bits)") {
+    // ECDSA takes the digest's leftmost 256 bits: what mbedTLS does, and what the driver must do
+    // when mbedTLS's X.509 code hands it a 48- or 64-byte digest.
+    if (!test::have_openssl()) return;
+    TempDir dir;
+    const char* script = R"(set -e
+cd "$1"
+openssl ecparam -name prime256v1 -genkey -noout -out ca.key
+openssl req -x509 -new -key ca.key -sha384 -subj "/CN=dstack P-256 SHA-384 CA" -days 2 -out ca.pem \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign
+openssl ecparam -name prime256v1 -genkey -noout -out leaf.key
+openssl req -new -key leaf.key -subj "/CN=sha.test" -out leaf.csr
+printf 'basicConstraints=CA:FALSE\nsubjectAltName=DNS:sha.test\n' > leaf.ext
+for digest in sha384 sha512; do
+  openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -$digest -days 2 -extfile leaf.ext -out $digest.pem
+done
+)";
+    auto made = test::run_command("sh " + dir.write("make.sh", as_bytes(script)) + " " + dir.path.string());
+    REQUIRE_MESSAGE(made.status == 0, made.output);
+    auto ca = Certificate::from_pem(read_text(dir.file("ca.pem")));
+    REQUIRE(ca.ok());
+    for (const char* digest : {"sha384", "sha512"}) {
+        CAPTURE(digest);
+        auto leaf = Certificate::from_pem(read_text(dir.file(std::string(digest) + ".pem")));
+        REQUIRE(leaf.ok());
+        std::uint64_t before = p256_engine_operations();
+        auto verified = verify_certificate_chain({*leaf}, {*ca}, "sha.test");
+        CHECK_MESSAGE(verified.ok(), (verified.ok() ? "" : verified.error().message));
+        if (p256_engine() == "openssl") CHECK(p256_engine_operations() > before);
+        Bytes tampered = leaf->der();
+        tampered[tampered.size() - 2] ^= 0x01;  // inside the signature's s
+        auto tampered_leaf = Certificate::from_der(tampered);
+        REQUIRE(tampered_leaf.ok());
+        CHECK_FALSE(verify_certificate_chain({*tampered_leaf}, {*ca}, "sha.test").ok());
+    }
+}
+
 TEST_CASE("crypto p256 engine: the configured engine answers p256_verify and X.509 chain checks") {
     bool openssl = p256_engine() == "openssl";
     auto key = P256PrivateKey::generate();
