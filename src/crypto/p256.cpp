@@ -7,6 +7,7 @@ extern "C" {
 
 #include "backend.hpp"
 #include "dstack/base/hex.hpp"
+#include "dstack/crypto/asn1.hpp"
 
 namespace dstack::crypto {
 namespace {
@@ -183,12 +184,34 @@ bool p256_verify_der(ByteView public_key, ByteView message, ByteView signature) 
 
 Result<Bytes> p256_signature_raw_to_der(ByteView raw) { return raw_to_der(raw); }
 
+// Strict DER, not the BER that mbedtls_ecdsa_der_to_raw also takes (a length in long form or with
+// leading zeros, an INTEGER padded with extra zero octets): one signature has one encoding, so a
+// signature cannot be re-encoded into another accepted byte string (Wycheproof's
+// BerEncodedSignature and InvalidEncoding cases).
 Result<Bytes> p256_signature_der_to_raw(ByteView der) {
     if (der.size() > 80) return make_error("DER ECDSA signature of {} bytes is too long for P-256", der.size());
-    Bytes raw(p256_signature_size);
-    std::size_t length = 0;
-    int rc = mbedtls_ecdsa_der_to_raw(256, der.data(), der.size(), raw.data(), raw.size(), &length);
-    if (rc != 0 || length != p256_signature_size) return make_error("malformed DER ECDSA signature");
+    auto malformed = [](const Error& error) { return make_error("malformed DER ECDSA signature: {}", error.message); };
+    auto body = der::read_single(der, der::tag::sequence);
+    if (!body) return malformed(body.error());
+    der::Reader reader(*body);
+    Bytes raw(p256_signature_size, 0);
+    for (std::size_t half = 0; half < 2; ++half) {
+        const char* name = half == 0 ? "r" : "s";
+        auto integer = reader.read(der::tag::integer);
+        if (!integer) return malformed(integer.error());
+        ByteView value = *integer;
+        // A non-negative INTEGER in its shortest form: 00 only before an octet with its top bit set.
+        if (value.empty() || (value[0] & 0x80) != 0)
+            return make_error("malformed DER ECDSA signature: {} is empty or negative", name);
+        if (value.size() > 1 && value[0] == 0 && (value[1] & 0x80) == 0)
+            return make_error("malformed DER ECDSA signature: {} has a superfluous leading zero", name);
+        if (value[0] == 0) value = value.subspan(1);
+        if (value.size() > p256_scalar_size)
+            return make_error("malformed DER ECDSA signature: {} is longer than 32 bytes", name);
+        auto end_of_half = raw.begin() + static_cast<std::ptrdiff_t>((half + 1) * p256_scalar_size);
+        std::copy(value.begin(), value.end(), end_of_half - static_cast<std::ptrdiff_t>(value.size()));
+    }
+    if (auto end = reader.expect_end(); !end) return malformed(end.error());
     return raw;
 }
 

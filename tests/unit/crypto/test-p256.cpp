@@ -123,3 +123,52 @@ TEST_CASE("crypto P-256 keys are shareable across copies") {
     REQUIRE(signature.ok());
     CHECK(p256_verify(key->public_key(), as_bytes("x"), *signature));
 }
+
+TEST_CASE("crypto P-256 DER signatures are read as strict DER only") {
+    auto key = P256PrivateKey::generate();
+    REQUIRE(key.ok());
+    Bytes message = to_bytes("one signature, one encoding");
+    auto raw = key->sign(message);
+    REQUIRE(raw.ok());
+    ByteView r = ByteView(*raw).first(32), s = ByteView(*raw).last(32);
+    // INTEGER content in its shortest form (a 00 only before a top bit), as a DER writer gives it.
+    auto minimal = [](ByteView value) {
+        std::size_t skip = 0;
+        while (skip + 1 < value.size() && value[skip] == 0) ++skip;
+        Bytes content(value.begin() + static_cast<std::ptrdiff_t>(skip), value.end());
+        if (content[0] & 0x80) content.insert(content.begin(), 0);
+        return content;
+    };
+    auto integer = [](ByteView content) { return concat({Bytes{0x02, static_cast<std::uint8_t>(content.size())}, content}); };
+    auto sequence = [](ByteView content) { return concat({Bytes{0x30, static_cast<std::uint8_t>(content.size())}, content}); };
+    Bytes r_der = integer(minimal(r)), s_der = integer(minimal(s));
+    Bytes body = concat({r_der, s_der});
+
+    Bytes strict = sequence(body);
+    CHECK(strict == *p256_signature_raw_to_der(*raw));
+    CHECK(p256_verify_der(key->public_key(), message, strict));
+    CHECK(*p256_signature_der_to_raw(strict) == *raw);
+
+    // The same r and s in BER forms mbedtls_ecdsa_der_to_raw accepts: each must be refused.
+    Bytes long_form_sequence = concat({Bytes{0x30, 0x81, static_cast<std::uint8_t>(body.size())}, body});
+    Bytes zero_led_sequence_length = concat({Bytes{0x30, 0x82, 0x00, static_cast<std::uint8_t>(body.size())}, body});
+    Bytes long_form_r = sequence(concat({Bytes{0x02, 0x81, static_cast<std::uint8_t>(r_der.size() - 2)},
+                                         ByteView(r_der).subspan(2), s_der}));
+    Bytes padded_r = sequence(concat({integer(concat({Bytes{0x00}, minimal(r)})), s_der}));  // one 00 too many
+    Bytes trailing = concat({strict, Bytes{0x00}});
+    for (const Bytes& ber : {long_form_sequence, zero_led_sequence_length, long_form_r, padded_r, trailing}) {
+        CAPTURE(hex_encode(ber));
+        CHECK_FALSE(p256_signature_der_to_raw(ber).ok());
+        CHECK_FALSE(p256_verify_der(key->public_key(), message, ber));
+    }
+
+    // Negative, empty and over-long integers.
+    CHECK_FALSE(p256_signature_der_to_raw(sequence(concat({unhex("020180"), s_der}))).ok());
+    CHECK_FALSE(p256_signature_der_to_raw(sequence(concat({unhex("0200"), s_der}))).ok());
+    CHECK_FALSE(p256_signature_der_to_raw(sequence(concat({integer(concat({Bytes{0x01}, r})), s_der}))).ok());
+    // Zero is minimally one 00 octet: well-formed DER, which verification then refuses (r = 0).
+    auto zero_r = p256_signature_der_to_raw(sequence(concat({unhex("020100"), s_der})));
+    REQUIRE(zero_r.ok());
+    CHECK(ByteView(*zero_r).first(32).front() == 0);
+    CHECK_FALSE(p256_verify_der(key->public_key(), message, sequence(concat({unhex("020100"), s_der}))));
+}

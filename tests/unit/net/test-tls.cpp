@@ -14,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "dstack/crypto/p256.hpp"
 #include "dstack/net/connect.hpp"
 #include "dstack/net/listener.hpp"
 #include "dstack/net/tls.hpp"
@@ -204,6 +205,34 @@ TEST_CASE("net tls 1.3 and 1.2 handshakes, echo, ALPN and session details") {
         REQUIRE(result.client_session.peer_chain_der.size() == 1);
         CHECK(result.client_session.peer_chain_der[0].front() == 0x30);  // DER SEQUENCE
         CHECK(result.server_session.peer_chain_der.empty());
+    }
+}
+
+TEST_CASE("net tls handshakes run on the configured P-256 engine") {
+    // mbedTLS's TLS code signs and checks through PSA (MBEDTLS_USE_PSA_CRYPTO), so with the
+    // OpenSSL engine the P-256 work of a handshake is the driver's, and with mbedTLS's none is.
+    auto p = pki();
+    if (!p) return;
+    for (auto version : {tls::Version::tls1_3, tls::Version::tls1_2}) {
+        CAPTURE(int(version));
+        auto server = server_context(server_config(*p, version));
+        auto client = client_context(client_config(*p));
+        std::uint64_t before = crypto::p256_engine_operations();
+        auto result = exchange(server, client);
+        std::uint64_t used = crypto::p256_engine_operations() - before;
+        REQUIRE_MESSAGE(result.server_error.empty(), result.server_error);
+        REQUIRE_MESSAGE(result.client_error.empty(), result.client_error);
+        CHECK(result.echoed == "ping");
+        MESSAGE("TLS " << (version == tls::Version::tls1_3 ? "1.3" : "1.2") << " handshake with a P-256 server key: "
+                       << used << " operations of the " << crypto::p256_engine() << " engine");
+        if (crypto::p256_engine() == "openssl") {
+            // At least the server's handshake signature and the client's checks of it and of the
+            // certificate's signature.
+            CHECK(used >= 3);
+        } else {
+            CHECK(crypto::p256_engine() == "mbedtls");
+            CHECK(used == 0);
+        }
     }
 }
 
