@@ -133,11 +133,12 @@ def der_sig(r, s):
     return der_tlv(0x30, der_tlv(0x02, der_int_body(r)) + der_tlv(0x02, der_int_body(s)))
 
 
-SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200")
+SPKI_PREFIX = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200")  # for 65-byte points
 
 
 def spki(point_encoded):
-    return SPKI_PREFIX + point_encoded
+    algorithm = der_tlv(0x30, bytes.fromhex("06072a8648ce3d0201") + bytes.fromhex("06082a8648ce3d030107"))
+    return der_tlv(0x30, algorithm + der_tlv(0x03, b"\x00" + point_encoded))
 
 
 class Cases:

@@ -1,15 +1,15 @@
-// Project Wycheproof's ECDSA P-256/SHA-256 and ECDH P-256 vectors, every case of each file, through
-// the crypto layer's public P-256 API, for whichever engine this build has (meson option p256):
-// "valid" must verify or agree on the shared secret, "invalid" must be refused, "acceptable" may go
-// either way (counted) but an accepted ECDH must still give the right secret. A file that yields
-// fewer cases than its numberOfTests fails, so nothing here can pass on an empty or cut file.
+// P-256 ECDSA (SHA-256) and ECDH vectors in Project Wycheproof's JSON schema, every case of each
+// file, through the crypto layer's public P-256 API, for whichever engine this build has (meson
+// option p256): "valid" must verify or agree on the shared secret, "invalid" must be refused,
+// "acceptable" may go either way (counted) but an accepted ECDH must still give the right secret.
+// A file that yields fewer cases than its numberOfTests fails, so nothing here can pass on an empty
+// or cut file.
 //
-// The files: github.com/C2SP/wycheproof, testvectors_v1/, commit dac1dd4729fd1f8dd9e1e9f3dce51d783da6c166
-// (Apache-2.0): ecdsa_secp256r1_sha256_test.json (484 cases), ecdsa_secp256r1_sha256_p1363_test.json
-// (262), ecdh_secp256r1_test.json (612), ecdh_secp256r1_ecpoint_test.json (355). Upstream data is
-// not copied into the project: they are looked for in tests/vectors/wycheproof/ of the source
-// tree, then in $DSTACK_VECTORS/wycheproof/ (with their LICENSE and a README saying where they
-// came from). A missing file is a failure, not a skip.
+// The files come from tests/vectors/generate-p256-vectors.py, run by the build into
+// DSTACK_P256_VECTORS: cases of the classes Wycheproof covers (values out of range, DER faults,
+// the x(R) >= n comparison, invalid and unreduced points), computed with Python integers and
+// checked with the openssl CLI. Wycheproof's own files (github.com/C2SP/wycheproof, Apache-2.0)
+// are not part of the project; when $DSTACK_VECTORS/wycheproof/ holds them, they run as well.
 #include <doctest/doctest.h>
 
 #include <filesystem>
@@ -33,16 +33,12 @@ namespace fs = std::filesystem;
 constexpr std::size_t max_file_size = 4 * 1024 * 1024;  // the largest used here is 420 kB
 constexpr std::size_t max_items = 10000;
 
-std::optional<fs::path> find_vector_file(const std::string& name) {
-    for (const fs::path& folder : {fs::path(DSTACK_SOURCE_ROOT) / "tests" / "vectors" / "wycheproof",
-                                   dstack::test_vectors::vectors_dir() / "wycheproof"}) {
-        std::error_code error;
-        if (fs::exists(folder / name, error)) return folder / name;
-    }
-    FAIL_CHECK("Wycheproof file " << name << " is in neither " << DSTACK_SOURCE_ROOT
-                                  << "/tests/vectors/wycheproof/ nor "
-                                  << (dstack::test_vectors::vectors_dir() / "wycheproof").string()
-                                  << "/ (set DSTACK_VECTORS): these cases did not run");
+fs::path generated_file(const std::string& name) { return fs::path(DSTACK_P256_VECTORS) / name; }
+
+std::optional<fs::path> wycheproof_file(const std::string& name) {
+    fs::path path = dstack::test_vectors::vectors_dir() / "wycheproof" / name;
+    std::error_code error;
+    if (fs::exists(path, error)) return path;
     return std::nullopt;
 }
 
@@ -76,10 +72,9 @@ struct Tally {
 // Reads one file and hands each test case, with its group, to `run_case`, which says whether the
 // API accepted it; the expectation of the case's "result" is checked here.
 template <typename RunCase>
-void run_file(const std::string& name, RunCase run_case) {
-    auto path = find_vector_file(name);
-    if (!path) return;
-    auto text = need(read_text_file(*path, max_file_size), "reading " + path->string());
+void run_vectors(const fs::path& path, RunCase run_case) {
+    const std::string name = path.string();
+    auto text = need(read_text_file(path, max_file_size), "reading " + name);
     auto document = need(json::read_json(text, {max_file_size, 16}), "parsing " + name);
     auto root = need(document.root().object(), name);
     auto declared = need(root.uint_as<std::uint64_t>("numberOfTests"), name);
@@ -128,6 +123,13 @@ void run_file(const std::string& name, RunCase run_case) {
     // call into the OpenSSL driver, and the mbedTLS build has none.
     if (p256_engine() == "openssl") CHECK(operations >= tally.valid_accepted + tally.acceptable_accepted);
     else CHECK(operations == 0);
+}
+
+// The generated file always (a missing one fails in reading it), then Wycheproof's own when there.
+template <typename RunCase>
+void run_file(const std::string& name, RunCase run_case) {
+    run_vectors(generated_file(name), run_case);
+    if (auto wycheproof = wycheproof_file(name)) run_vectors(*wycheproof, run_case);
 }
 
 // The group's public key, checked once per group: its SubjectPublicKeyInfo must give the same point.
