@@ -158,6 +158,16 @@ psa_status_t public_from_private(const std::uint8_t* d, std::uint8_t* out) {
     return PSA_SUCCESS;
 }
 
+// A BN_CTX per thread (scratch numbers for the multiplications), instead of one allocated per call.
+BN_CTX* thread_context() {
+    struct Owner {
+        BN_CTX* context = BN_CTX_secure_new();
+        ~Owner() { BN_CTX_free(context); }
+    };
+    thread_local Owner owner;
+    return owner.context;
+}
+
 void count() { operations.fetch_add(1, std::memory_order_relaxed); }
 
 }  // namespace
@@ -243,11 +253,19 @@ psa_status_t p256_transparent_key_agreement(const psa_key_attributes_t* attribut
     count();
     PointPtr peer = read_point(peer_key, peer_key_length);
     if (!peer) return fail(PSA_ERROR_INVALID_ARGUMENT);
-    KeyPtr key = private_key(key_buffer);
-    if (!key) return fail(PSA_ERROR_INSUFFICIENT_MEMORY);
-    // The x-coordinate of d * peer; OpenSSL refuses a result at infinity.
-    int length = ECDH_compute_key(shared_secret, scalar_size, peer.get(), key.get(), nullptr);
-    if (length != static_cast<int>(scalar_size)) {
+    // The x-coordinate of d * peer: what OpenSSL's ECDH_compute_key computes (the same constant-
+    // time multiplication), without building an EC_KEY around d for it. A result at infinity
+    // (impossible for a valid point and 0 < d < n) is refused as mbedTLS refuses it.
+    const EC_GROUP* group = curve();
+    NumberPtr scalar = read_secret_scalar(key_buffer);
+    PointPtr product(EC_POINT_new(group));
+    NumberPtr x(BN_secure_new());
+    BN_CTX* context = thread_context();
+    if (!scalar || !product || !x || !context) return fail(PSA_ERROR_INSUFFICIENT_MEMORY);
+    if (EC_POINT_mul(group, product.get(), nullptr, peer.get(), scalar.get(), context) != 1 ||
+        EC_POINT_is_at_infinity(group, product.get()) ||
+        EC_POINT_get_affine_coordinates(group, product.get(), x.get(), nullptr, context) != 1 ||
+        BN_bn2binpad(x.get(), shared_secret, scalar_size) != static_cast<int>(scalar_size)) {
         std::memset(shared_secret, 0, scalar_size);
         return fail(PSA_ERROR_INVALID_ARGUMENT);
     }
