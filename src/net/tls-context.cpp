@@ -28,6 +28,14 @@ Result<void> configure_common(ContextCore& core, int endpoint, Version min_versi
     mbedtls_ssl_conf_max_tls_version(&core.config, static_cast<mbedtls_ssl_protocol_version>(protocol_version(max_version)));
     // We never resume sessions; tickets would only add state to keep right.
     mbedtls_ssl_conf_session_tickets(&core.config, MBEDTLS_SSL_SESSION_TICKETS_DISABLED);
+    // P-256 first (mbedTLS's default puts X25519 first): our TLS 1.3 client sends its key share for
+    // P-256, and a TLS 1.2 server picks it, so the key exchange runs on the P-256 engine. A TLS 1.3
+    // client that sends only an X25519 share still gets X25519 (mbedTLS's code): refusing it would
+    // cost that client a HelloRetryRequest round trip.
+    static const std::uint16_t groups[] = {MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1, MBEDTLS_SSL_IANA_TLS_GROUP_X25519,
+                                           MBEDTLS_SSL_IANA_TLS_GROUP_SECP384R1, MBEDTLS_SSL_IANA_TLS_GROUP_SECP521R1,
+                                           MBEDTLS_SSL_IANA_TLS_GROUP_NONE};
+    mbedtls_ssl_conf_groups(&core.config, groups);
 
     for (auto& protocol : alpn) {
         if (protocol.empty() || protocol.size() > 255)

@@ -32,6 +32,7 @@ import base64
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -281,6 +282,41 @@ def case_hostile_server(quote):
         harness.expect(client is not None and refused(client),
                        f"server share {name}: our client went on ({client})")
         harness.expect(r.rc == 2 and "TLS handshake" in r.err, f"server share {name}: {r}")
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def case_groups_prefer_p256(quote, server):
+    """Our TLS 1.3 client sends its one key share for P-256 (not mbedTLS's default X25519), so the
+    key exchange runs on the P-256 engine; our TLS 1.2 server picks P-256 for a client that lists
+    X25519 first (openssl's default); a TLS 1.3 client with only an X25519 share still connects."""
+    cert, key = make_certificate(h.tmpdir("groups"))
+    port = free_port()
+    trace = subprocess.Popen(["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert", cert, "-key", key,
+                              "-www", "-trace"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline:  # until it listens
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        out = os.path.join(h.tmpdir("groups-out"), "out.json")
+        h.run([h.dstack, "verify", "collateral", quote, "-o", out, "--pccs", f"https://127.0.0.1:{port}"], timeout=30)
+    finally:
+        trace.terminate()
+        text = trace.communicate(timeout=10)[0]
+    shares = re.findall(r"extension_type=key_share\(51\).*?\n\s*NamedGroup: (\S+)", text)
+    harness.expect(shares and shares[0] == "secp256r1", f"our client's first key share: {shares[:1]}")
+    for args, want in ((["-tls1_2"], "ECDH, prime256v1"), (["-tls1_3", "-groups", "X25519"], "X25519")):
+        r = h.run(["openssl", "s_client", "-connect", f"127.0.0.1:{server.address.port}", "-brief", *args],
+                  stdin="", timeout=20)
+        harness.expect(f"Server Temp Key: {want}" in r.err + r.out, f"s_client {args}: {r}")
 
 
 # ---- 3. forged evidence ----
@@ -615,6 +651,8 @@ def main(harness_):
                     case_flood(server)
                 with h.case(f"{HALF_OPEN} half-open handshakes end at the handshake timeout"):
                     case_half_open(server)
+                with h.case("P-256 first: our client's key share, our TLS 1.2 server's choice"):
+                    case_groups_prefer_p256(h.vector("dcap-qvl/tdx_quote"), server)
         with h.group("evidence"):
             quote = h.vector("dcap-qvl/tdx_quote")
             collateral = h.vector("dcap-qvl/tdx_quote_collateral.json")
