@@ -13,68 +13,26 @@ Also the P-256 points the tests send (curve arithmetic in plain integers, public
 import os
 import socket
 import struct
+import sys
 import time
 
-# ---- P-256 (FIPS 186-4 D.1.2.3) ----
-P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
-N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
-GX = 0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296
-GY = 0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5
+# ---- P-256 points (tests/vectors/p256_curve.py does the arithmetic) ----
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "vectors"))
+from p256_curve import G, N, P, lift_x, mul, on_curve  # noqa: E402,F401  (N: for the tests)
+from p256_curve import be as be32, point_bytes as uncompressed  # noqa: E402
 
-
-def on_curve(x, y):
-    return 0 <= x < P and 0 <= y < P and (y * y - (x * x * x - 3 * x + B)) % P == 0
-
-
-def _add(p1, p2):
-    if p1 is None:
-        return p2
-    if p2 is None:
-        return p1
-    (x1, y1), (x2, y2) = p1, p2
-    if x1 == x2 and (y1 + y2) % P == 0:
-        return None
-    if p1 == p2:
-        slope = (3 * x1 * x1 - 3) * pow(2 * y1, -1, P) % P
-    else:
-        slope = (y2 - y1) * pow(x2 - x1, -1, P) % P
-    x3 = (slope * slope - x1 - x2) % P
-    return x3, (slope * (x1 - x3) - y1) % P
-
-
-def multiply(k, point=(GX, GY)):
-    result = None
-    while k:
-        if k & 1:
-            result = _add(result, point)
-        point = _add(point, point)
-        k >>= 1
-    return result
-
-
-def be32(n):
-    return n.to_bytes(32, "big")
-
-
-def uncompressed(point):
-    return b"\x04" + be32(point[0]) + be32(point[1])
+GX, GY = G
 
 
 def _point_with_small_x():
-    for x in range(1, 1000):
-        rhs = (x * x * x - 3 * x + B) % P
-        y = pow(rhs, (P + 1) // 4, P)  # p = 3 mod 4
-        if y * y % P == rhs:
-            return x, y
-    raise AssertionError("no small x on P-256")
+    return next(point for point in map(lift_x, range(1, 1000)) if point is not None)
 
 
 def bad_points():
     """(name, bytes) of P-256 public keys a peer must be refused for, each of its own kind."""
     g = (GX, GY)
     off_y = (GY + 1) % P
-    assert not on_curve(GX, off_y)
+    assert not on_curve((GX, off_y))
     # x = p + x0 for a curve point (x0, y0) with small x0: x is not a field element, but reduced
     # mod p it is on the curve (a parser that reduces instead of refusing would accept it).
     small = _point_with_small_x()
@@ -96,7 +54,7 @@ def bad_points():
 
 def good_point():
     """A real public key: 7 * G (any scalar works; the server only needs a point on the curve)."""
-    return uncompressed(multiply(7))
+    return uncompressed(mul(7))
 
 
 # ---- records ----
@@ -243,6 +201,15 @@ class Peer:
                 continue  # TLS 1.3 middlebox compatibility
             return ("record", content_type)
 
+    def ending_within(self, seconds):
+        """ending(), or ("waiting",) when the peer says nothing for `seconds`: a peer that took the
+        point we sent waits for our next message."""
+        self.deadline = time.monotonic() + seconds
+        try:
+            return self.ending()
+        except (TimeoutError, socket.timeout):
+            return ("waiting",)
+
 
 # ---- a hostile TLS 1.3 server ----
 HELLO_RETRY_RANDOM = bytes.fromhex("CF21AD74E59A6111BE1D8C021E65B891C2A211167ABB8C5E079E09E2C8A8339C")
@@ -332,10 +299,6 @@ def serve_bad_key_share(listener, point, timeout=5.0):
             if SECP256R1 not in client_key_share_groups(extensions.get(51, b"")):
                 return ("client ignored the HelloRetryRequest",)
         peer.send(server_hello(session_id, struct.pack("!H", SECP256R1) + _vector(point, 2)))
-        peer.deadline = time.monotonic() + 1.0  # a client that accepted the point waits for more
-        try:
-            return peer.ending()
-        except (TimeoutError, socket.timeout):
-            return ("waiting",)
+        return peer.ending_within(1.0)
     finally:
         peer.close()
