@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "dstack/app/report-data.hpp"
 #include "dstack/crypto/hash.hpp"
 
 namespace dstack::app {
@@ -108,9 +109,9 @@ AppInfo decode_app_info(const tee::TdReport10& report, const std::vector<tee::Td
 Bytes compose_hash(ByteView app_compose_json) { return crypto::sha256(app_compose_json); }
 
 Bytes report_data_for(std::string_view tag, ByteView content) {
-    crypto::Hasher hasher(crypto::HashAlgorithm::sha512);
-    hasher.update(as_bytes(tag)).update(as_bytes(":")).update(content);
-    return hasher.finish();
+    // sha512 fills all 64 bytes and is always a known algorithm.
+    auto report_data = report_data_with_hash(tag, content, "sha512");
+    return {report_data->begin(), report_data->end()};
 }
 
 }  // namespace dstack::app

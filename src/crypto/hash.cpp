@@ -35,6 +35,23 @@ Bytes sha256(ByteView data) { return hash(HashAlgorithm::sha256, data); }
 Bytes sha384(ByteView data) { return hash(HashAlgorithm::sha384, data); }
 Bytes sha512(ByteView data) { return hash(HashAlgorithm::sha512, data); }
 
+namespace {
+
+// SHA3 stays out of HashAlgorithm so that HMAC, HKDF and signatures keep accepting SHA-2 only.
+Bytes psa_hash(psa_algorithm_t algorithm, ByteView data) {
+    require_psa();
+    Bytes out(PSA_HASH_LENGTH(algorithm));
+    std::size_t length = 0;
+    require(psa_hash_compute(algorithm, data.data(), data.size(), out.data(), out.size(), &length), "psa_hash_compute");
+    return out;
+}
+
+}  // namespace
+
+Bytes sha3_256(ByteView data) { return psa_hash(PSA_ALG_SHA3_256, data); }
+Bytes sha3_384(ByteView data) { return psa_hash(PSA_ALG_SHA3_384, data); }
+Bytes sha3_512(ByteView data) { return psa_hash(PSA_ALG_SHA3_512, data); }
+
 struct Hasher::State {
     HashAlgorithm algorithm;
     psa_hash_operation_t operation = PSA_HASH_OPERATION_INIT;

@@ -1,6 +1,7 @@
 #include "dstack/crypto/keccak.hpp"
 
 #include <bit>
+#include <cstdlib>
 
 namespace dstack::crypto {
 namespace {
@@ -48,10 +49,15 @@ void xor_byte(std::array<std::uint64_t, 25>& state, std::size_t position, std::u
 
 }  // namespace
 
-Keccak256& Keccak256::update(ByteView data) {
+KeccakSponge::KeccakSponge(std::size_t digest_size) : digest_size_(digest_size), rate_(200 - 2 * digest_size) {
+    // Only the three fixed sizes exist; anything else is a programming error.
+    if (digest_size != 32 && digest_size != 48 && digest_size != 64) std::abort();
+}
+
+KeccakSponge& KeccakSponge::update(ByteView data) {
     for (std::uint8_t byte : data) {
         xor_byte(state_, offset_++, byte);
-        if (offset_ == rate) {
+        if (offset_ == rate_) {
             keccak_f1600(state_);
             offset_ = 0;
         }
@@ -59,17 +65,19 @@ Keccak256& Keccak256::update(ByteView data) {
     return *this;
 }
 
-Bytes Keccak256::finish() {
+Bytes KeccakSponge::finish() {
     xor_byte(state_, offset_, 0x01);
-    xor_byte(state_, rate - 1, 0x80);
+    xor_byte(state_, rate_ - 1, 0x80);
     keccak_f1600(state_);
-    Bytes out(32);
+    Bytes out(digest_size_);
     for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<std::uint8_t>(state_[i / 8] >> (8 * (i % 8)));
     state_ = {};
     offset_ = 0;
     return out;
 }
 
-Bytes keccak256(ByteView data) { return Keccak256().update(data).finish(); }
+Bytes keccak256(ByteView data) { return KeccakSponge(32).update(data).finish(); }
+Bytes keccak384(ByteView data) { return KeccakSponge(48).update(data).finish(); }
+Bytes keccak512(ByteView data) { return KeccakSponge(64).update(data).finish(); }
 
 }  // namespace dstack::crypto

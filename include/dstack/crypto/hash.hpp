@@ -1,4 +1,4 @@
-// SHA-2 digests (through PSA Crypto), one-shot and incremental.
+// SHA-2 digests (through PSA Crypto), one-shot and incremental, and one-shot SHA-3 (FIPS 202).
 #pragma once
 
 #include <cstddef>
@@ -16,6 +16,11 @@ Bytes hash(HashAlgorithm algorithm, ByteView data);
 Bytes sha256(ByteView data);
 Bytes sha384(ByteView data);
 Bytes sha512(ByteView data);
+
+// FIPS 202 SHA3 (padding 0x06); for the original Keccak padding see keccak.hpp.
+Bytes sha3_256(ByteView data);
+Bytes sha3_384(ByteView data);
+Bytes sha3_512(ByteView data);
 
 // Incremental hashing: update() any number of times, then finish() once.
 class Hasher {
