@@ -125,7 +125,8 @@ Result<Bytes> write(const CertificateSpec& spec, ByteView subject_spki_der, cons
         value.insert(value.end(), id.begin(), id.end());
         DSTACK_CHECK(set_extension(writer, "2.5.29.14", value, false));
     }
-    if (issuer && issuer->subject_key_id.len > 0 && issuer->subject_key_id.len < 0x40) {
+    if (spec.authority_key_identifier && issuer && issuer->subject_key_id.len > 0 &&
+        issuer->subject_key_id.len < 0x40) {
         // AuthorityKeyIdentifier ::= SEQUENCE { keyIdentifier [0] OCTET STRING }
         const auto& id = issuer->subject_key_id;
         Bytes value{0x30, static_cast<std::uint8_t>(id.len + 2), 0x80, static_cast<std::uint8_t>(id.len)};

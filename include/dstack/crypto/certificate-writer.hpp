@@ -28,6 +28,9 @@ struct CertificateSpec {
     bool client_auth = false;
     std::vector<X509Extension> extensions;     // written after the standard ones, in order
     bool subject_key_identifier = true;        // SHA-256(SPKI)[0..20], as upstream (rcgen) writes it
+    // From the issuer's SubjectKeyIdentifier, when it has one (write_certificate only). rcgen
+    // leaves it out by default, so certificates that mimic upstream's turn it off.
+    bool authority_key_identifier = true;
 };
 
 // Self-signed: subject and issuer are spec.subject, signed by `key`. The subject may not be empty
