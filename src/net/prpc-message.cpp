@@ -1,6 +1,7 @@
 // prpc messages in JSON mode: request decoding, field readers, replies, upstream's error shape.
 #include "dstack/net/prpc-message.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <limits>
 #include <map>
@@ -132,6 +133,20 @@ Result<bool> Message::boolean(std::string_view name) const {
         if (text == "false") return false;
     }
     return v->boolean();
+}
+
+Result<void> Message::only_fields(std::initializer_list<std::string_view> known) const {
+    if (!input.IsObject()) return {};
+    for (auto it = input.MemberBegin(); it != input.MemberEnd(); ++it) {
+        std::string_view name(it->name.GetString(), it->name.GetStringLength());
+        if (std::find(known.begin(), known.end(), name) != known.end()) continue;
+        if (from_query && name == "json") continue;
+        std::string accepted;
+        for (auto k : known) accepted += (accepted.empty() ? "" : ", ") + std::string(k);
+        return make_error("unknown field '{}' (this method takes: {})", printable_text(name),
+                          accepted.empty() ? "no fields" : accepted);
+    }
+    return {};
 }
 
 // ---- Reply ----

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -45,6 +46,9 @@ struct Message {
     Result<std::uint64_t> u64(std::string_view name) const;
     Result<std::optional<std::uint64_t>> optional_u64(std::string_view name) const;
     Result<bool> boolean(std::string_view name) const;
+    // Refuses a field the message does not have (upstream ignores them; we name the typo and the
+    // fields that exist). A GET query's "json" (the mode flag) is always allowed.
+    Result<void> only_fields(std::initializer_list<std::string_view> known) const;
 };
 
 // A method's reply: a JSON document, or text that is already JSON.

@@ -53,17 +53,34 @@ Result<void> Daemon::listen(const std::vector<std::string>& addresses) {
     return {};
 }
 
+Result<void> Daemon::listen(const std::vector<std::string>& addresses, net::http::Handler handler) {
+    auto before = listeners_.size();
+    DSTACK_CHECK(listen(addresses));
+    handlers_.resize(before);
+    handlers_.resize(listeners_.size(), handler);
+    return {};
+}
+
 int Daemon::serve_http(net::http::Handler handler, net::http::ServerOptions options,
                        std::shared_ptr<net::tls::ServerContext> tls_context) {
+    handlers_.assign(listeners_.size(), std::move(handler));
+    tls_context_ = std::move(tls_context);
+    return serve(std::move(options));
+}
+
+int Daemon::serve(net::http::ServerOptions options) {
+    handlers_.resize(listeners_.size());
+    const auto& tls_context = tls_context_;
     // A peer closing a socket must give EPIPE, not kill the process.
     std::signal(SIGPIPE, SIG_IGN);
     // Signals are caught before the "listening on" lines go out: whoever reads one may stop us at once.
     asio::signal_set signals(runtime_.context(), SIGINT, SIGTERM);
     runtime_.spawn(stop_on_signals(signals, listeners_, options.stop_timeout, &runtime_), "signal handling");
     auto serving = std::make_shared<std::atomic<std::size_t>>(listeners_.size());
-    for (auto& listener : listeners_) {
+    for (std::size_t i = 0; i < listeners_.size(); ++i) {
+        auto& listener = listeners_[i];
         fmt::print("{}: listening on {}\n", name_, listener->description());
-        runtime_.spawn(serve_then_count(*listener, handler, options, tls_context, serving, &runtime_),
+        runtime_.spawn(serve_then_count(*listener, handlers_[i], options, tls_context, serving, &runtime_),
                        fmt::format("{} on {}", name_, listener->description()));
     }
     std::fflush(stdout);
