@@ -137,8 +137,8 @@ Result<bool> Message::boolean(std::string_view name) const {
 
 Result<void> Message::only_fields(std::initializer_list<std::string_view> known) const {
     if (!input.IsObject()) return {};
-    for (auto it = input.MemberBegin(); it != input.MemberEnd(); ++it) {
-        std::string_view name(it->name.GetString(), it->name.GetStringLength());
+    for (const auto& member : input.GetObject()) {
+        std::string_view name(member.name.GetString(), member.name.GetStringLength());
         if (std::find(known.begin(), known.end(), name) != known.end()) continue;
         if (from_query && name == "json") continue;
         std::string accepted;
@@ -192,8 +192,7 @@ Result<DecodedInput> decode_input(const http::Request& request, Input kind) {
             rapidjson::Value value(param.value.c_str(), static_cast<rapidjson::SizeType>(param.value.size()),
                                    allocator);
             // Repeated keys: the last one wins.
-            auto existing = decoded.query_.FindMember(key);
-            if (existing != decoded.query_.MemberEnd()) existing->value = value;
+            if (decoded.query_.HasMember(key)) decoded.query_[key] = value;
             else decoded.query_.AddMember(key, value, allocator);
         }
     } else if (!request.body.empty()) {
