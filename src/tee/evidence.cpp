@@ -1,5 +1,5 @@
 // What `dstack verify` accepts as evidence, recognised by its first bytes: JSON requests and
-// GetQuote responses, RA-TLS certificates, hex text, V0 attestations and bare quotes.
+// GetQuote responses, RA-TLS certificates, hex text, V0 and V1 attestations and bare quotes.
 #include <algorithm>
 #include <cctype>
 
@@ -55,7 +55,10 @@ Result<Evidence> read_binary(ByteView bytes, std::string_view encoding) {
         return evidence;
     }
     if (is_msgpack_map(bytes[0])) {
-        return make_error("V1 (msgpack) attestations are not supported; send a V0 attestation or a quote");
+        // A quote's version is 3, 4 or 5, never a map marker (0x80-0x8f, 0xde, 0xdf).
+        DSTACK_TRY(auto evidence, parse_v1_attestation(bytes));
+        evidence.source = fmt::format("V1 attestation{}", encoding);
+        return evidence;
     }
     Evidence evidence;
     evidence.quote.assign(bytes.begin(), bytes.end());
@@ -91,7 +94,8 @@ Result<Evidence> read_json(std::string_view text) {
     if (auto attestation = root->optional("attestation")) {
         DSTACK_TRY(auto bytes, attestation->hex());
         if (bytes.empty() || (bytes[0] != 0x00 && !is_msgpack_map(bytes[0]))) {
-            return make_error("{} is not a versioned attestation (a V0 one starts with byte 0x00)", attestation->path());
+            return make_error("{} is not a versioned attestation (a V0 one starts with byte 0x00, a V1 one with a "
+                              "MessagePack map marker)", attestation->path());
         }
         return read_binary(bytes, " (JSON)");
     }
@@ -129,15 +133,16 @@ Result<RaTlsEvidence> evidence_from_ratls_pem(std::string_view pem) {
 
     DSTACK_TRY(auto attestation, certificate.dstack_extension(crypto::dstack_oid::attestation));
     if (attestation) {
-        if (attestation->empty() || attestation->front() != 0x00) {
-            return make_error("RA-TLS certificate: the attestation extension does not hold a V0 attestation "
-                              "(only V0 is supported)");
+        bool v1 = !attestation->empty() && is_msgpack_map(attestation->front());
+        if (attestation->empty() || (attestation->front() != 0x00 && !v1)) {
+            return make_error("RA-TLS certificate: the attestation extension holds neither a V0 attestation (first byte "
+                              "0x00) nor a V1 one (a MessagePack map)");
         }
-        auto evidence = parse_v0_attestation(*attestation);
+        auto evidence = v1 ? parse_v1_attestation(*attestation) : parse_v0_attestation(*attestation);
         if (!evidence) return std::move(evidence).take_error().context("RA-TLS certificate");
         out.evidence = std::move(*evidence);
         out.evidence.certificates = std::move(*certificates);
-        out.evidence.source = "RA-TLS certificate (V0 attestation)";
+        out.evidence.source = v1 ? "RA-TLS certificate (V1 attestation)" : "RA-TLS certificate (V0 attestation)";
         out.evidence.certificate_spki = out.spki_der;
         return out;
     }

@@ -46,6 +46,45 @@ def openssl(args):
     return r.out
 
 
+def msgpack(value):
+    """The MessagePack subset a V1 attestation uses, smallest encodings (as rmp writes them):
+    dict -> map, str -> str, bytes -> bin, list -> array, int -> uint."""
+    def header(n, fix, fix_max, m8, m16, m32):
+        if fix is not None and n <= fix_max:
+            return bytes([fix | n])
+        if m8 is not None and n <= 0xff:
+            return bytes([m8, n])
+        return bytes([m16]) + n.to_bytes(2, "big") if n <= 0xffff else bytes([m32]) + n.to_bytes(4, "big")
+    if isinstance(value, dict):
+        return header(len(value), 0x80, 15, None, 0xde, 0xdf) + b"".join(msgpack(k) + msgpack(v) for k, v in value.items())
+    if isinstance(value, list):
+        return header(len(value), 0x90, 15, None, 0xdc, 0xdd) + b"".join(msgpack(v) for v in value)
+    if isinstance(value, str):
+        raw = value.encode()
+        return header(len(raw), 0xa0, 31, 0xd9, 0xda, 0xdb) + raw
+    if isinstance(value, bytes):
+        return header(len(value), None, 0, 0xc4, 0xc5, 0xc6) + value
+    assert isinstance(value, int) and 0 <= value < 2**32
+    if value < 0x80:
+        return bytes([value])
+    for marker, width in ((0xcc, 1), (0xcd, 2), (0xce, 4)):
+        if value < 1 << (8 * width):
+            return bytes([marker]) + value.to_bytes(width, "big")
+
+
+def msgpack_v1_attestation(quote, events, report_data):
+    """dstack-attest's AttestationV1 with the tdx platform and dstack stack, v2 runtime events;
+    quote and report_data are plain Vec<u8> (arrays of integers), payloads serde_human_bytes (bin)."""
+    return msgpack({
+        "version": 1,
+        "platform": {"kind": "tdx", "data": {"quote": list(quote), "event_log": []}},
+        "stack": {"kind": "dstack", "data": {
+            "report_data": list(report_data),
+            "runtime_events": [{"event": n, "payload": p, "version": 2} for n, p in events],
+            "config": "{}"}},
+    })
+
+
 def check_state(verdict, name):
     for check in verdict["checks"]:
         if check["name"] == name:
@@ -274,6 +313,45 @@ def sim_cases(tmp):
     rc, out, err = run(["--collateral", collateral, "--trust-root", root, "--compose", vec("dcap-qvl/tdx_quote_collateral.json"),
                         good])
     h.check("sim CVM: another compose file: INVALID", rc == 1 and "failed       expected compose hash" in out, out + err)
+
+    # The same CVM with v2 runtime events (JCS preimages), delivered as a V1 attestation: the
+    # MessagePack written here by a small encoder of this test, in upstream's to_vec_named shapes.
+    def v2_digest(name, payload):
+        preimage = json.dumps({"name": name, "payload": payload.hex(), "type": 134217729},
+                              sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha384(preimage).digest()
+
+    rtmr3_v2 = bytes(48)
+    for name, payload in events:
+        rtmr3_v2 = hashlib.sha384(rtmr3_v2 + v2_digest(name, payload)).digest()
+    v2_quote = make(["sim", "quote", "--rtmr3", rtmr3_v2.hex(), "--report-data", report_data], "sim-cvm-v2.bin")
+    with open(v2_quote, "rb") as f:
+        v2_quote_bytes = f.read()
+    v1_file = os.path.join(tmp, "attestation-v1.bin")
+    with open(v1_file, "wb") as f:
+        f.write(msgpack_v1_attestation(v2_quote_bytes, events, bytes.fromhex(report_data)))
+    rc, verdict, err = run_json(["--collateral", collateral, "--trust-root", root, "--compose",
+                                 vec("dstack/simulator/app-compose.json"), "--app-id", app_id.hex(), v1_file])
+    h.check("sim CVM (V1 attestation, v2 events): VALID, RTMR3 replayed, identity and report data checked",
+            rc == 0 and verdict and verdict["verdict"] == "VALID" and verdict["input"].startswith("V1 attestation")
+            and check_state(verdict, "runtime events replay RTMR3") == "passed"
+            and check_state(verdict, "expected compose hash") == "passed"
+            and check_state(verdict, "report data matches the attestation") == "passed", err or verdict)
+    with open(v1_file + ".hex", "w") as f:
+        f.write(json.dumps({"attestation": msgpack_v1_attestation(v2_quote_bytes, events, bytes.fromhex(report_data)).hex()}))
+    rc, out, err = run(["--collateral", collateral, "--trust-root", root, v1_file + ".hex"])
+    h.check("sim CVM ({\"attestation\": V1 hex}): VALID SIMULATED", rc == 0 and out.startswith("VALID SIMULATED"), out + err)
+    tampered_v1 = os.path.join(tmp, "attestation-v1-tampered.bin")
+    with open(tampered_v1, "wb") as f:
+        f.write(msgpack_v1_attestation(v2_quote_bytes, events[:2] + [("compose-hash", b"\x00" * 32)] + events[3:],
+                                       bytes.fromhex(report_data)))
+    rc, out, err = run(["--collateral", collateral, "--trust-root", root, tampered_v1])
+    h.check("sim CVM (V1): a changed event payload breaks the RTMR3 replay: INVALID",
+            rc == 1 and "failed       runtime events replay RTMR3: RTMR3 mismatch" in out, out + err)
+    with open(tampered_v1, "wb") as f:
+        f.write(msgpack_v1_attestation(v2_quote_bytes, events, bytes.fromhex(report_data)) + b"\xc0")
+    rc, out, err = run(["--collateral", collateral, "--trust-root", root, tampered_v1])
+    h.check("V1 attestation with a trailing byte: exit 2 naming it", rc == 2 and "trailing bytes" in err, out + err)
 
     # RA-TLS: a certificate made by the real openssl CLI carrying a quote (dstack's legacy extensions
     # 1.3.6.1.4.1.62397.1.1 and .2, each an OCTET STRING inside extnValue) whose report data commits

@@ -1,4 +1,4 @@
-// Evidence containers: dstack's V0 (SCALE) attestation, GetQuote responses, {"attestation": hex}
+// Evidence containers: dstack's V0 (SCALE) and V1 (MessagePack) attestations, GetQuote responses, {"attestation": hex}
 // requests and RA-TLS certificates, all reduced to one Evidence value.
 #pragma once
 
@@ -43,8 +43,23 @@ inline constexpr std::size_t max_ratls_certificates = 8;
 Result<Evidence> parse_v0_attestation(ByteView bytes);
 Bytes encode_v0_attestation(const Evidence& evidence);
 
+// V1: rmp_serde's named MessagePack of {version: 1, platform: {kind: "tdx", data: {quote,
+// event_log}}, stack: {kind: "dstack", data: {report_data, runtime_events, config}}}; the same
+// Evidence as V0 (runtime events at imr 3 with the digest of their version, v2 ones with their
+// preimage; report data 64 bytes; config as vm_config). Other platforms and the dstack-pod stack:
+// "not supported"; wrong version, unknown or duplicate keys, trailing bytes: errors naming the
+// field path and offset.
+Result<Evidence> parse_v1_attestation(ByteView bytes);
+// What upstream's to_vec_named writes for the tdx platform and dstack stack (field order as
+// declared, smallest encodings). Report data shorter than 64 bytes is zero-padded (absent: zeros);
+// longer, an event version other than 1 or 2, or a result above max_attestation_size: errors.
+Result<Bytes> encode_v1_attestation(const Evidence& evidence);
+// As upstream's into_versioned().to_bytes(): V0 while every runtime event is v1 (SCALE has no
+// field for the version), else V1.
+Result<Bytes> encode_versioned_attestation(const Evidence& evidence);
+
 // Sniffs the input: raw quote, hex (optional 0x, whitespace ignored), V0 attestation (raw or
-// hex), GetQuote JSON ({"quote","event_log",...}), {"attestation": hex}, RA-TLS certificate PEM
+// hex; first byte 0x00), V1 attestation (raw or hex; first byte a MessagePack map marker), GetQuote JSON ({"quote","event_log",...}), {"attestation": hex}, RA-TLS certificate PEM
 // (extension 1.3.6.1.4.1.62397.1.8, else the legacy 1.1 quote + 1.2 event log).
 Result<Evidence> read_evidence(ByteView input);
 

@@ -73,7 +73,7 @@ Result<Bytes> versioned_attestation(const tee::Attested& attested, const std::ve
     bool all_v1 = std::all_of(attested.runtime_events.begin(), attested.runtime_events.end(),
                               [](const tee::TdxEvent& event) { return event.version == 1; });
     if (all_v1) return tee::encode_v0_attestation(evidence);
-    return make_error("not implemented: V1 attestation (TEMP)");
+    return tee::encode_v1_attestation(evidence);
 }
 
 }  // namespace dstack::applets::agent

@@ -462,3 +462,47 @@ TEST_CASE("verdict: identity events that could name two apps make the identity f
     CHECK(check(verdict, app::check_id::app_identity).detail == "the runtime events hold 'compose-hash' more than once");
     CHECK_FALSE(verdict.app_info);
 }
+
+TEST_CASE("verdict: a V1 attestation is judged exactly as the V0 one of the same evidence, and carries v2 events") {
+    tee::Fixed<64> report_data{};
+    report_data.fill(0x5c);
+    auto evidence = cvm_evidence(false, report_data);
+    evidence.runtime_events = evidence.event_log;
+    evidence.report_data = Bytes(report_data.begin(), report_data.end());
+    evidence.vm_config = "{}";
+    auto v0 = required(tee::read_evidence(tee::encode_v0_attestation(evidence)));
+    auto v1 = required(tee::read_evidence(required(tee::encode_v1_attestation(evidence))));
+    CHECK(v1.source == "V1 attestation");
+    auto from_v0 = verify(v0);
+    auto from_v1 = verify(v1);
+    CHECK(from_v1.valid);
+    CHECK(from_v0.valid);
+    REQUIRE(from_v0.checks.size() == from_v1.checks.size());
+    for (std::size_t i = 0; i < from_v0.checks.size(); ++i) {
+        CHECK(from_v0.checks[i].id == from_v1.checks[i].id);
+        CHECK(from_v0.checks[i].state == from_v1.checks[i].state);
+        CHECK(from_v0.checks[i].detail == from_v1.checks[i].detail);
+    }
+    CHECK(tee::find_check(from_v1.checks, app::check_id::report_data)->state == tee::CheckState::passed);
+
+    // v2 runtime events: only V1 keeps their version, so only it replays RTMR3.
+    tee::Evidence v2;
+    for (const auto& event : evidence.event_log) v2.event_log.push_back(required(tee::make_runtime_event(event.event, event.event_payload, 2)));
+    v2.runtime_events = v2.event_log;
+    sim::SimQuoteOptions options;
+    auto td = sim::default_td_report();
+    auto rtmr3 = tee::replay_runtime_events(v2.event_log);
+    std::copy(rtmr3.begin(), rtmr3.end(), td.rt_mr3.begin());
+    options.td = td;
+    v2.quote = required(sim::make_quote(pki(), options));
+    auto versioned = required(tee::encode_versioned_attestation(v2));
+    CHECK(versioned.front() == 0x83);
+    auto v2_verdict = verify(required(tee::read_evidence(versioned)));
+    CHECK(v2_verdict.valid);
+    CHECK(tee::find_check(v2_verdict.checks, app::check_id::runtime_rtmr)->state == tee::CheckState::passed);
+    REQUIRE(v2_verdict.app_info.has_value());
+    CHECK(v2_verdict.app_info->compose_hash == Bytes(32, 0x33));
+    auto as_v0 = verify(required(tee::read_evidence(tee::encode_v0_attestation(v2))));
+    CHECK_FALSE(as_v0.valid);
+    CHECK(tee::find_check(as_v0.checks, app::check_id::runtime_rtmr)->state == tee::CheckState::failed);
+}

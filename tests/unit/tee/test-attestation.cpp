@@ -305,7 +305,8 @@ TEST_CASE("read_evidence: JSON forms and their errors") {
     CHECK(error(R"({"quote":"0400","event_log":5})") == "$.event_log: expected a JSON array or a string holding one, got 5");
     CHECK(error(R"({"quote":"0400","vm_config":5})") == "$.vm_config: expected a JSON string or an object, got 5");
     CHECK(contains(error(R"({"attestation":"0400"})"), "not a versioned attestation"));
-    CHECK(contains(error(R"({"attestation":"8100"})"), "V1 (msgpack) attestations are not supported"));
+    CHECK(error(R"({"attestation":"8100"})") ==
+          "V1 attestation: attestation at offset 0: a map of 1 entries cannot fit in the 1 bytes left");
     CHECK(contains(error(R"({"attestation":"0003"})"), "not supported: DstackAmdSevSnp"));
     CHECK(contains(error("{\"quote\":"), "not valid JSON"));
     CHECK(error("{\"a\":" + std::string(100, '[')) == "evidence JSON: JSON nests deeper than 16 levels (at byte 20)");
@@ -341,7 +342,8 @@ TEST_CASE("read_evidence: raw and hex quotes" * doctest::skip(vector_missing("dc
 
     CHECK(contains(error_of(read_evidence(as_bytes("abc"))), "hex evidence"));
     CHECK(error_of(read_evidence({})) == "evidence is empty");
-    CHECK(contains(error_of(read_evidence(Bytes{0x82, 0xa1})), "V1 (msgpack)"));
+    CHECK(error_of(read_evidence(Bytes{0x82, 0xa1})) ==
+          "V1 attestation: attestation at offset 0: a map of 2 entries cannot fit in the 1 bytes left");
     CHECK(contains(error_of(read_evidence(as_bytes("-----BEGIN PRIVATE KEY-----\n"))), "not a certificate"));
 }
 
@@ -379,6 +381,20 @@ TEST_CASE("RA-TLS certificates" * doctest::skip(vector_missing("dstack/attestati
         REQUIRE(sniffed.ok());
         CHECK(sniffed->source == "RA-TLS certificate (V0 attestation)");
     }
+    SUBCASE("extension 1.8 holds a V1 attestation") {
+        auto v0 = parse_v0_attestation(as_bytes(*attestation));
+        REQUIRE(v0.ok());
+        auto v1 = encode_v1_attestation(*v0);
+        REQUIRE(v1.ok());
+        auto pem = issue({crypto::dstack_extension(std::string(crypto::dstack_oid::attestation), *v1)});
+        auto ratls = evidence_from_ratls_pem(pem);
+        REQUIRE_MESSAGE(ratls.ok(), (ratls.ok() ? "" : ratls.error().message));
+        CHECK(ratls->evidence.source == "RA-TLS certificate (V1 attestation)");
+        CHECK(ratls->evidence.certificate_spki == key->spki_der());
+        CHECK(ratls->evidence.quote == v0->quote);
+        CHECK(ratls->evidence.runtime_events->size() == 9);
+        CHECK(encode_v0_attestation(ratls->evidence) == to_bytes(*attestation));
+    }
     SUBCASE("legacy extensions 1.1 and 1.2 hold a quote and a JSON event log") {
         auto v0 = parse_v0_attestation(as_bytes(*attestation));
         REQUIRE(v0.ok());
@@ -405,7 +421,10 @@ TEST_CASE("RA-TLS certificates" * doctest::skip(vector_missing("dstack/attestati
                                  crypto::dstack_extension(std::string(crypto::dstack_oid::event_log), as_bytes("ELGZv1..."))});
         CHECK(contains(error(compressed), "ELGZv1"));
         auto v1 = issue({crypto::dstack_extension(std::string(crypto::dstack_oid::attestation), Bytes{0x81, 0xa0})});
-        CHECK(contains(error(v1), "only V0 is supported"));
+        CHECK(error(v1) ==
+              "RA-TLS certificate: V1 attestation: attestation at offset 0: a map of 1 entries cannot fit in the 1 bytes left");
+        auto neither = issue({crypto::dstack_extension(std::string(crypto::dstack_oid::attestation), Bytes{0x04, 0x00})});
+        CHECK(contains(error(neither), "holds neither a V0 attestation"));
         auto truncated = issue({crypto::dstack_extension(std::string(crypto::dstack_oid::attestation),
                                                          as_bytes(*attestation).subspan(0, 100))});
         CHECK(contains(error(truncated), "RA-TLS certificate: V0 attestation: truncated"));
