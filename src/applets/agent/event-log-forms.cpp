@@ -70,10 +70,7 @@ Result<Bytes> versioned_attestation(const tee::Attested& attested, const std::ve
     evidence.runtime_events = attested.runtime_events;
     evidence.report_data = Bytes(attested.report_data.begin(), attested.report_data.end());
     evidence.vm_config = std::string(config);
-    bool all_v1 = std::all_of(attested.runtime_events.begin(), attested.runtime_events.end(),
-                              [](const tee::TdxEvent& event) { return event.version == 1; });
-    if (all_v1) return tee::encode_v0_attestation(evidence);
-    return tee::encode_v1_attestation(evidence);
+    return tee::encode_versioned_attestation(evidence);
 }
 
 }  // namespace dstack::applets::agent
