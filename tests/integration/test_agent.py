@@ -435,6 +435,89 @@ def main(h):
                     keys = json.load(f)
                 harness.expect(k["signature_chain"][1] == keys["k256_signature"], "chain[1] is not the KMS signature")
 
+    with h.group("v2 runtime events and the verifier service"):
+        v2 = h.tmpdir("v2")
+        with open(os.path.join(v2, "app-compose.json"), "w") as f:
+            json.dump({"manifest_version": 2, "name": "v2-app", "runner": "docker-compose",
+                       "docker_compose_file": "services: {}\n", "key_provider": "none", "event_log_version": 2}, f)
+        vsock = os.path.join(v2, "dstack.sock")
+        with agent(h, v2, name="agent (event log v2)"):
+            with h.case("event_log_version 2: Attest is V1 (MessagePack) and verifies; GetQuote carries preimages"):
+                a = bytes.fromhex(call(h, vsock, "/Attest", {"report_data": "22" * 64})["attestation"])
+                harness.expect(0x80 <= a[0] <= 0x8f or a[0] in (0xde, 0xdf), f"first byte {a[0]:#x}")
+                path = os.path.join(h.tmp, "v1.bin")
+                with open(path, "wb") as f:
+                    f.write(a)
+                r = verify(h, v2, path)
+                harness.expect(r.rc == 0 and "22" * 64 in r.out, r)
+                q = call(h, vsock, "/GetQuote", {"report_data": "33"})
+                runtime = [e for e in json.loads(q["event_log"]) if e["imr"] == 3]
+                harness.expect(all(e.get("version") == 2 and e.get("preimage") for e in runtime), runtime[:2])
+                qpath = os.path.join(h.tmp, "v2-quote.json")
+                with open(qpath, "w") as f:
+                    json.dump(q, f)
+                r = verify(h, v2, qpath)
+                harness.expect(r.rc == 0 and r.out.startswith("VALID"), r)
+            with h.case("verify serve (the verifier service, sim root): GetQuote JSON and a V1 attestation"):
+                tee_dir = os.path.join(v2, "tee")
+                with h.server([h.dstack, "verify", "serve", "--listen", "127.0.0.1:0", "--trust-root",
+                               os.path.join(tee_dir, "root.pem"), "--collateral", os.path.join(tee_dir, "collateral.json"),
+                               "--accept-simulated", "--skip-os-image"], name="verify serve") as verifier:
+                    def post(body):
+                        r = harness.http_request(verifier.address, "POST", "/verify", json.dumps(body),
+                                                 {"Content-Type": "application/json"}, timeout=30)
+                        harness.expect(r.status == 200, r)
+                        return r.json()
+                    q = call(h, vsock, "/GetQuote", {"report_data": "44" * 64})
+                    r = post({"quote": q["quote"], "event_log": q["event_log"], "vm_config": q["vm_config"]})
+                    harness.expect(r["is_valid"] is True and r["details"]["report_data"] == "44" * 64, r)
+                    harness.expect(r["details"]["app_info"]["compose_hash"] == call(h, vsock, "/Info")["compose_hash"], r)
+                    a = call(h, vsock, "/Attest", {"report_data": "55" * 64})
+                    r = post({"attestation": a["attestation"]})
+                    harness.expect(r["is_valid"] is True and r["details"]["report_data"] == "55" * 64, r)
+                    # The stack's report data (the last run of 0x55 fixints) no longer matching the quote's.
+                    blob = bytes.fromhex(a["attestation"])
+                    at = blob.rfind(b"\x55" * 64)
+                    harness.expect(at > 0 and blob.find(b"\x55" * 64) < at, "report data not found twice")
+                    bad = blob[:at] + b"\x56" * 64 + blob[at + 64:]
+                    r = post({"attestation": bad.hex()})
+                    harness.expect(r["is_valid"] is False, f"a changed report data still verifies: {r}")
+
+    with h.case("--config: upstream's dstack.toml keys (files, internal and internal-v0 addresses)"):
+        conf_dir = h.tmpdir("config")
+        shutil.copytree(sim, os.path.join(conf_dir, "sim"), ignore=shutil.ignore_patterns("*.sock"))
+        d = os.path.join(conf_dir, "sim")
+        toml = os.path.join(conf_dir, "dstack.toml")
+        with open(toml, "w") as f:
+            f.write(f"""[default]
+workers = 8
+keep_alive = 10
+
+[default.core]
+keys_file = "{d}/appkeys.json"
+compose_file = "{d}/app-compose.json"
+sys_config_file = "{d}/sys-config.json"
+data_disks = ["/"]
+
+[internal-v0]
+address = "unix:{conf_dir}/tappd.sock"
+reuse = true
+
+[internal]
+address = "unix:{conf_dir}/dstack.sock"
+reuse = true
+
+[external]
+address = "127.0.0.1"
+port = 0
+""")
+        with h.server([h.dstack, "agent", "--config", toml, "--tee", "sim", "--sim-state", os.path.join(d, "tee"),
+                       "--runtime-log-dir", os.path.join(d, "tee"), "--guest-api", "none"], count=3,
+                      name="agent --config") as server:
+            harness.expect(call(h, os.path.join(conf_dir, "dstack.sock"), "/GetKey",
+                                {"path": "/app", "purpose": "signing"})["key"] == first["key"], "keys from the config")
+            harness.expect(any(a.kind == "tcp" for a in server.addresses), [str(a) for a in server.addresses])
+
     with h.case("systemd socket activation: dstack.sock is fd 3, tappd.sock fd 4"):
         act = h.tmpdir("activated")
         shutil.copytree(sim, os.path.join(act, "sim"), ignore=shutil.ignore_patterns("*.sock"))

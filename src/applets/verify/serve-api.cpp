@@ -219,7 +219,9 @@ Result<tee::Evidence> evidence_from_request(const VerificationRequest& request) 
         if (!bytes) return std::move(bytes).take_error().context("Failed to decode attestation hex");
         if (bytes->size() > tee::max_attestation_size)
             return make_error("attestation: {} bytes, at most {} accepted", bytes->size(), tee::max_attestation_size);
-        auto evidence = tee::parse_v0_attestation(*bytes);
+        // Upstream's VersionedAttestation::from_bytes: 0x00 is V0 (SCALE), a MessagePack map V1.
+        bool v1 = !bytes->empty() && (((*bytes)[0] & 0xf0) == 0x80 || (*bytes)[0] == 0xde || (*bytes)[0] == 0xdf);
+        auto evidence = v1 ? tee::parse_v1_attestation(*bytes) : tee::parse_v0_attestation(*bytes);
         if (!evidence) return std::move(evidence).take_error().context("Failed to decode attestation");
         return evidence;
     }
