@@ -106,17 +106,16 @@ Result<Bytes> write(const CertificateSpec& spec, ByteView subject_spki_der, cons
         if (rc != 0) return detail::mbedtls_error("setting basic constraints", rc);
     }
     if (spec.server_auth || spec.client_auth) {
-        mbedtls_asn1_sequence usages[2]{};
-        mbedtls_asn1_sequence* head = nullptr;
-        auto add = [&](mbedtls_asn1_sequence& entry, const char* oid, std::size_t size) {
-            entry.buf = {MBEDTLS_ASN1_OID, size, reinterpret_cast<unsigned char*>(const_cast<char*>(oid))};
-            entry.next = head;
-            head = &entry;
-        };
-        if (spec.client_auth) add(usages[1], MBEDTLS_OID_CLIENT_AUTH, MBEDTLS_OID_SIZE(MBEDTLS_OID_CLIENT_AUTH));
-        if (spec.server_auth) add(usages[0], MBEDTLS_OID_SERVER_AUTH, MBEDTLS_OID_SIZE(MBEDTLS_OID_SERVER_AUTH));
-        rc = mbedtls_x509write_crt_set_ext_key_usage(&writer.ctx, head);
-        if (rc != 0) return detail::mbedtls_error("setting extended key usage", rc);
+        // ExtendedKeyUsage, not critical (RFC 5280 leaves it to the CA; rcgen, whose certificates
+        // upstream's clients see, writes it non-critical; mbedTLS's setter would mark it critical).
+        static constexpr std::uint8_t server_auth[] = {0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01};
+        static constexpr std::uint8_t client_auth[] = {0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02};
+        Bytes usages;
+        if (spec.server_auth) usages.insert(usages.end(), std::begin(server_auth), std::end(server_auth));
+        if (spec.client_auth) usages.insert(usages.end(), std::begin(client_auth), std::end(client_auth));
+        Bytes value{0x30, static_cast<std::uint8_t>(usages.size())};
+        value.insert(value.end(), usages.begin(), usages.end());
+        DSTACK_CHECK(set_extension(writer, "2.5.29.37", value, false));
     }
 
     if (spec.subject_key_identifier) {
