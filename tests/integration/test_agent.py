@@ -439,7 +439,8 @@ def main(h):
         v2 = h.tmpdir("v2")
         with open(os.path.join(v2, "app-compose.json"), "w") as f:
             json.dump({"manifest_version": 2, "name": "v2-app", "runner": "docker-compose",
-                       "docker_compose_file": "services: {}\n", "key_provider": "none", "event_log_version": 2}, f)
+                       "docker_compose_file": "services: {}\n", "key_provider": "none", "event_log_version": 2,
+                       "public_tcbinfo": False, "public_sysinfo": False}, f)
         vsock = os.path.join(v2, "dstack.sock")
         with agent(h, v2, name="agent (event log v2)"):
             with h.case("event_log_version 2: Attest is V1 (MessagePack) and verifies; GetQuote carries preimages"):
@@ -458,6 +459,14 @@ def main(h):
                     json.dump(q, f)
                 r = verify(h, v2, qpath)
                 harness.expect(r.rc == 0 and r.out.startswith("VALID"), r)
+            with h.case("public_tcbinfo/public_sysinfo false: the external listener hides tcb_info, vm_config, /metrics"):
+                ext = os.path.join(v2, "external.sock")
+                info = call(h, ext, "/prpc/Worker.Info")
+                harness.expect(info["tcb_info"] == "" and info["vm_config"] == "" and info["app_id"], info)
+                harness.expect(call(h, vsock, "/Info")["tcb_info"], "the internal socket must still show tcb_info")
+                harness.expect(call(h, os.path.join(v2, "guest.sock"), "/api/Info")["tcb_info"] == "", "GuestApi.Info")
+                status, _ = curl(h, ext, "/metrics")
+                harness.expect(status == 403, status)
             with h.case("verify serve (the verifier service, sim root): GetQuote JSON and a V1 attestation"):
                 tee_dir = os.path.join(v2, "tee")
                 with h.server([h.dstack, "verify", "serve", "--listen", "127.0.0.1:0", "--trust-root",
