@@ -43,6 +43,9 @@ Result<GetTlsKeyArgs> decode_get_tls_key(const Message& message) {
     DSTACK_TRY(args.not_before, message.optional_u64("not_before"));
     DSTACK_TRY(args.not_after, message.optional_u64("not_after"));
     DSTACK_TRY(args.with_app_info, message.boolean("with_app_info"));
+    for (auto [name, value] : {std::pair{"not_before", args.not_before}, {"not_after", args.not_after}}) {
+        if (value && *value > max_certificate_time) return make_error("{}: {} is after the year 9999", name, *value);
+    }
     if (args.not_before && args.not_after && *args.not_before >= *args.not_after) {
         return make_error("not_before must be earlier than not_after");
     }

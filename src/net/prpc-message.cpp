@@ -191,9 +191,11 @@ Result<DecodedInput> decode_input(const http::Request& request, Input kind) {
             rapidjson::Value key(param.key.c_str(), static_cast<rapidjson::SizeType>(param.key.size()), allocator);
             rapidjson::Value value(param.value.c_str(), static_cast<rapidjson::SizeType>(param.value.size()),
                                    allocator);
-            // Repeated keys: the last one wins.
-            if (decoded.query_.HasMember(key)) decoded.query_[key] = value;
-            else decoded.query_.AddMember(key, value, allocator);
+            // A repeated key is refused, as in JSON bodies: one request must never read as two.
+            if (decoded.query_.HasMember(key)) {
+                return make_error("failed to decode request: duplicate key '{}' in the query", printable_text(param.key));
+            }
+            decoded.query_.AddMember(key, value, allocator);
         }
     } else if (!request.body.empty()) {
         // A JSON body with a key given twice is refused: the method and a proxy in front of it

@@ -21,8 +21,10 @@ inline constexpr std::size_t max_key_path_bytes = 4096;          // GetKey path 
 inline constexpr std::size_t max_alt_names = 64;                 // certificate SANs
 inline constexpr std::size_t max_name_bytes = 1024;              // subject, one SAN
 inline constexpr std::size_t max_sign_data_bytes = 1024 * 1024;  // Sign / Verify data
-inline constexpr std::size_t max_event_payload_bytes = 64 * 1024;
+inline constexpr std::size_t max_event_payload_bytes = 4 * 1024;
 inline constexpr std::size_t max_event_name_bytes = 256;
+// Certificate validity bounds: X.509 times end with the year 9999.
+inline constexpr std::uint64_t max_certificate_time = 253402300799;  // 9999-12-31T23:59:59Z
 
 struct GetTlsKeyArgs {
     std::string subject;

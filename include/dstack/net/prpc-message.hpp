@@ -77,7 +77,7 @@ bool json_mode(const http::Request& request);
 http::Response error_response(std::string_view message);
 
 // A request's input message: the default (empty) message, the GET query's fields (strings; the
-// last of a repeated key wins) or the POST body's JSON object (duplicate keys refused at any
+// a repeated key refused) or the POST body's JSON object (duplicate keys refused at any
 // depth, max_request_bytes, nesting bounded). Errors are what upstream answers with 400.
 class DecodedInput {
 public:

@@ -137,6 +137,37 @@ Result<tee::Attested> Agent::attested(const tee::Fixed<64>& report_data) const {
     return out;
 }
 
+// ---- start-up ----
+
+Result<void> Agent::check_consistency(const std::filesystem::path& runtime_log_dir) const {
+    DSTACK_TRY(auto attested, this->attested(tee::Fixed<64>{}));
+    DSTACK_TRY(auto quote, tee::parse_quote(attested.quote));
+    const auto& report = *quote.td_report();
+    DSTACK_TRY(auto boot, tee::replay_rtmrs(attested.boot_events));
+    const tee::Fixed<48>* quoted[] = {&report.rt_mr0, &report.rt_mr1, &report.rt_mr2};
+    for (int i = 0; i < 3; ++i) {
+        if (!std::equal(boot[i].begin(), boot[i].end(), quoted[i]->begin())) {
+            return make_error("the boot event log does not replay to RTMR{} of this TD", i);
+        }
+    }
+    auto rtmr3 = tee::replay_runtime_events(attested.runtime_events);
+    if (!std::equal(rtmr3.begin(), rtmr3.end(), report.rt_mr3.begin())) {
+        return make_error(
+            "{}: the runtime event log ({} events) does not replay to RTMR3 (an event measured without its log line, "
+            "or an edited log): every quote would fail verification",
+            (runtime_log_dir / "runtime_events.log").string(), attested.runtime_events.size());
+    }
+    if (auto measured = app::find_runtime_event(attested.runtime_events, "compose-hash")) {
+        auto actual = app::compose_hash(as_bytes(files_.compose_text));
+        if (*measured != actual) {
+            return make_error("app-compose.json has SHA-256 {} but the compose hash measured at boot is {}: the file "
+                              "changed after boot, and Info would describe another app than the one attested",
+                              hex_encode(actual), hex_encode(*measured));
+        }
+    }
+    return {};
+}
+
 // ---- app info ----
 
 Result<app::AppInfo> Agent::app_info(const tee::Attested& attested) const {
@@ -314,12 +345,30 @@ Result<Reply> Agent::app_key_attestation(const app::AppKeyAttestationArgs& args)
 // ---- events ----
 
 Result<Reply> Agent::emit_event(const app::EmitEventArgs& args) const {
-    if (std::find(std::begin(reserved_event_names), std::end(reserved_event_names), args.event) !=
+    DSTACK_CHECK(tee::check_runtime_event_name(args.event));
+    // Also refused in another case or with spaces around it: such a look-alike could not change
+    // the decoded identity (matching is exact), but it would mislead whoever reads the log.
+    std::string folded;
+    for (char c : args.event) {
+        if (c != ' ') folded += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    if (std::find(std::begin(reserved_event_names), std::end(reserved_event_names), folded) !=
         std::end(reserved_event_names)) {
         return make_error("event name '{}' is reserved for the events measured at boot", args.event);
     }
-    DSTACK_CHECK(tee::check_runtime_event_name(args.event));
     if (fixture_) return make_error("runtime event emission is unavailable in simulator mode");
+    // The whole runtime log travels in every RA-TLS certificate (extension 1.8, at most 40 KiB),
+    // so app events are budgeted to keep it there; the check and the emission are one step.
+    std::lock_guard lock(emit_mutex_);
+    DSTACK_TRY(auto events, attester_->runtime_events());
+    std::size_t bytes = args.event.size() + args.payload.size();
+    for (const auto& event : events) bytes += event.event.size() + event.event_payload.size();
+    if (events.size() >= max_runtime_events || bytes > max_runtime_event_bytes) {
+        return make_error(
+            "runtime event log full: {} events, {} bytes of names and payloads with this one (at most {} events and {} "
+            "bytes, so that every RA-TLS certificate can carry the log)",
+            events.size() + 1, bytes, max_runtime_events, max_runtime_event_bytes);
+    }
     DSTACK_CHECK(attester_->emit(args.event, args.payload));
     log::info("EmitEvent: '{}' ({} bytes) measured into RTMR3", args.event, args.payload.size());
     return Reply::null();

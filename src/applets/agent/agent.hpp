@@ -44,6 +44,11 @@ struct AgentSettings {
 
 using Reply = net::prpc::Reply;
 
+// The runtime log's budget for EmitEvent (boot events count too): the log is carried twice in a
+// V0 attestation, which must fit in a certificate extension of 40 KiB next to a 5 KB quote.
+inline constexpr std::size_t max_runtime_events = 256;
+inline constexpr std::size_t max_runtime_event_bytes = 12 * 1024;
+
 class Agent {
 public:
     // A live agent: quotes and runtime events through `attester`.
@@ -79,6 +84,11 @@ public:
     const BootFiles& files() const { return files_; }
     std::string_view tee_kind() const;
 
+    // What a verifier would check first, checked at start: the boot and runtime events replay to
+    // the quote's RTMRs, and app-compose.json is the file whose hash was measured at boot. The
+    // error says which file disagrees and how to recover.
+    Result<void> check_consistency(const std::filesystem::path& runtime_log_dir) const;
+
     // A quote over report_data with the events that replay to it.
     Result<tee::Attested> attested(const tee::Fixed<64>& report_data) const;
 
@@ -105,6 +115,7 @@ private:
     std::optional<tee::Evidence> fixture_;
     std::string started_at_;
     mutable std::mutex app_cert_mutex_;
+    mutable std::mutex emit_mutex_;
     mutable std::string app_cert_;
 };
 

@@ -32,8 +32,10 @@ Simulator for app developers:
                        and DIR/guest.sock with the simulated TEE (state in
                        DIR/tee). First start writes app-compose.json,
                        sys-config.json, instance_info.json and appkeys.json (an
-                       upstream appkeys.json put there is used as it is) and
-                       measures the boot events. Point an SDK at it with
+                       upstream appkeys.json put there is used as it is). Each
+                       start is a boot of the simulated CVM: keys, MRTD and
+                       RTMR0-2 persist; RTMR3 and the runtime log start over and
+                       the boot events are measured again. Point an SDK at it with
                          export DSTACK_SIMULATOR_ENDPOINT=DIR/dstack.sock
                        (TAPPD_SIMULATOR_ENDPOINT=DIR/tappd.sock for Tappd), and
                        verify its quotes with
@@ -114,6 +116,17 @@ std::string with_mode(std::string address) {
 
 bool socket_activated() { return std::getenv("LISTEN_FDS") != nullptr; }
 
+// The agent's largest request is Sign's 1 MiB of data (2 MiB of hex). On its local sockets every
+// app of a CVM is the same uid, so a per-client cap would let one app's idle connections lock the
+// others out; there the server's eviction of the longest-idle connection protects instead.
+net::http::ServerOptions server_options(std::string_view address) {
+    net::http::ServerOptions options;
+    options.limits.max_body_bytes = 4 * 1024 * 1024;
+    bool local = address.rfind("unix:", 0) == 0 || address.rfind("systemd", 0) == 0 || address.rfind("vsock:", 0) == 0;
+    if (local) options.max_connections_per_address = 0;
+    return options;
+}
+
 }  // namespace
 
 int agent_main(int argc, char** argv) {
@@ -191,8 +204,18 @@ int agent_main(int argc, char** argv) {
     }
     if (args.data_disks.empty()) args.data_disks = {"/"};
 
-    // The TEE.
+    // The TEE. Each start of the simulator is a boot of the simulated CVM: RTMR3 and its runtime
+    // log start empty and the boot events are measured again (the identity, keys, MRTD and
+    // RTMR0-2 persist), so that a crash between an extension and its log line never outlives a
+    // restart.
     std::unique_ptr<tee::Attester> attester;
+    if (simulator && args.fixture.empty()) {
+        for (auto name : {"rtmr3", "runtime_events.log", "runtime_event_version"}) {
+            std::error_code ec;
+            std::filesystem::remove(dir / "tee" / name, ec);
+            if (ec) return command.fail(fmt::format("{}: {}", (dir / "tee" / name).string(), ec.message()));
+        }
+    }
     if (args.fixture.empty()) {
         if (args.tee == "auto") {
             if (!tee::tdx_present()) {
@@ -244,11 +267,24 @@ int agent_main(int argc, char** argv) {
     }
     if (!created) return command.fail(created.error().message);
     std::shared_ptr<const agent::Agent> service = *created;
+    if (args.fixture.empty()) {
+        if (auto consistent = service->check_consistency(args.runtime_log_dir); !consistent) {
+            // On a real TD the log cannot be repaired (RTMR3 only resets with the TD), and apps
+            // may still need their keys: say so loudly and serve. A simulated TEE is refused.
+            if (args.tee == "tdx") {
+                log::error("{}", consistent.error().message);
+            } else {
+                return command.fail(fmt::format("{} (the simulated TEE's state is in {}; a new --simulator start "
+                                                "measures a fresh boot)",
+                                                consistent.error().message, args.sim_state));
+            }
+        }
+    }
 
     Daemon daemon("dstack-agent", args.threads);
     auto listen = [&](const std::string& address, net::http::Handler handler) -> Result<void> {
         if (address.empty() || address == "none") return {};
-        return daemon.listen({with_mode(address)}, std::move(handler));
+        return daemon.listen({with_mode(address)}, std::move(handler), server_options(address));
     };
     for (auto [address, handler] : {std::pair{args.dstack_socket, agent::dstack_service(service)},
                                     {args.tappd_socket, agent::tappd_service(service)},
@@ -257,8 +293,7 @@ int agent_main(int argc, char** argv) {
         if (auto listened = listen(address, handler); !listened) return command.fail(listened.error().message);
     }
     log::info("serving with the {} TEE", service->tee_kind());
-    net::http::ServerOptions options;
-    return daemon.serve(options);
+    return daemon.serve();
 }
 
 }  // namespace dstack::applets

@@ -1,5 +1,6 @@
 #include "support/daemon.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -53,34 +54,38 @@ Result<void> Daemon::listen(const std::vector<std::string>& addresses) {
     return {};
 }
 
-Result<void> Daemon::listen(const std::vector<std::string>& addresses, net::http::Handler handler) {
+Result<void> Daemon::listen(const std::vector<std::string>& addresses, net::http::Handler handler,
+                            net::http::ServerOptions options) {
     auto before = listeners_.size();
     DSTACK_CHECK(listen(addresses));
-    handlers_.resize(before);
-    handlers_.resize(listeners_.size(), handler);
+    services_.resize(before);
+    services_.resize(listeners_.size(), Service{std::move(handler), std::move(options)});
     return {};
 }
 
 int Daemon::serve_http(net::http::Handler handler, net::http::ServerOptions options,
                        std::shared_ptr<net::tls::ServerContext> tls_context) {
-    handlers_.assign(listeners_.size(), std::move(handler));
+    services_.assign(listeners_.size(), Service{std::move(handler), std::move(options)});
     tls_context_ = std::move(tls_context);
-    return serve(std::move(options));
+    return serve();
 }
 
-int Daemon::serve(net::http::ServerOptions options) {
-    handlers_.resize(listeners_.size());
+int Daemon::serve() {
+    services_.resize(listeners_.size());
     const auto& tls_context = tls_context_;
     // A peer closing a socket must give EPIPE, not kill the process.
     std::signal(SIGPIPE, SIG_IGN);
     // Signals are caught before the "listening on" lines go out: whoever reads one may stop us at once.
     asio::signal_set signals(runtime_.context(), SIGINT, SIGTERM);
-    runtime_.spawn(stop_on_signals(signals, listeners_, options.stop_timeout, &runtime_), "signal handling");
+    // The longest stop timeout of the services bounds the graceful stop.
+    std::chrono::milliseconds stop_timeout{0};
+    for (const auto& service : services_) stop_timeout = std::max(stop_timeout, service.options.stop_timeout);
+    runtime_.spawn(stop_on_signals(signals, listeners_, stop_timeout, &runtime_), "signal handling");
     auto serving = std::make_shared<std::atomic<std::size_t>>(listeners_.size());
     for (std::size_t i = 0; i < listeners_.size(); ++i) {
         auto& listener = listeners_[i];
         fmt::print("{}: listening on {}\n", name_, listener->description());
-        runtime_.spawn(serve_then_count(*listener, handlers_[i], options, tls_context, serving, &runtime_),
+        runtime_.spawn(serve_then_count(*listener, services_[i].handler, services_[i].options, tls_context, serving, &runtime_),
                        fmt::format("{} on {}", name_, listener->description()));
     }
     std::fflush(stdout);

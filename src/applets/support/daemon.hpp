@@ -25,20 +25,26 @@ public:
     // Each address as net::listen_address takes it; "systemd" takes every inherited socket.
     Result<void> listen(const std::vector<std::string>& addresses);
 
-    // Listeners with a handler of their own (a daemon serving several services, one per socket).
-    Result<void> listen(const std::vector<std::string>& addresses, net::http::Handler handler);
+    // Listeners with a handler and server options of their own (a daemon serving several
+    // services, one per socket, each with the limits that fit its clients).
+    Result<void> listen(const std::vector<std::string>& addresses, net::http::Handler handler,
+                        net::http::ServerOptions options);
 
     // Serves HTTP on every listener until stopped; returns the exit status (0 after a graceful stop).
     int serve_http(net::http::Handler handler, net::http::ServerOptions options,
                    std::shared_ptr<net::tls::ServerContext> tls_context = nullptr);
-    // The same, each listener with the handler it was given.
-    int serve(net::http::ServerOptions options);
+    // The same, each listener with the handler and options it was given.
+    int serve();
 
 private:
     std::string name_;
     net::Runtime runtime_;
     std::vector<net::ListenerPtr> listeners_;
-    std::vector<net::http::Handler> handlers_;  // parallel to listeners_; empty: serve_http's
+    struct Service {
+        net::http::Handler handler;
+        net::http::ServerOptions options;
+    };
+    std::vector<Service> services_;  // parallel to listeners_
     std::shared_ptr<net::tls::ServerContext> tls_context_;
 };
 
