@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <string_view>
 
 #include "dstack/base/result.hpp"
 #include "dstack/tee/platform.hpp"
@@ -16,6 +17,13 @@ struct TdxPaths {
     std::filesystem::path device = "/dev/tdx_guest";
     std::filesystem::path ccel = "/sys/firmware/acpi/tables/data/CCEL";
 };
+
+// The configfs-tsm report directory quotes are made in, under TdxPaths::tsm_report: the name
+// upstream's tdx-attest uses, so that dstack-util and the agent share one item (and its generation
+// counter detects their interleaving) instead of leaving one item each behind.
+inline constexpr std::string_view tsm_report_name = "com.intel.dcap";
+// Attempts at a quote whose configfs-tsm generation shows another writer interleaved.
+inline constexpr int tsm_report_attempts = 3;
 
 // Whether this looks like a TDX guest (the device node or the configfs-tsm provider exists).
 bool tdx_present(const TdxPaths& paths = {});
