@@ -200,6 +200,7 @@ def main(h):
             harness.expect(info["app_cert"].count("BEGIN CERTIFICATE") == 2, "app_cert is not a 2-certificate chain")
             harness.expect(len(tcb["event_log"]) > 8 and all("preimage" not in e for e in tcb["event_log"]), "event_log")
             first["info"] = info
+            first["boot_rtmr3"] = tcb["rtmr3"]
 
         with h.case("Sign and Verify: each algorithm; a tampered signature is valid:false; bad sizes are 400"):
             for algorithm, data in [("ed25519", "68656c6c6f"), ("secp256k1", "68656c6c6f"), ("k256", "00"),
@@ -362,6 +363,28 @@ def main(h):
             emitted = {e["event"] for e in final if e["event"].startswith("load-")}
             harness.expect(len(emitted) == 100, f"{len(emitted)} of 100 events in the log")
 
+        with h.case("attack: 100 idle connections from one app do not lock other apps out of dstack.sock"):
+            idle = []
+            try:
+                for _ in range(100):
+                    s = socket.socket(socket.AF_UNIX)
+                    s.connect(dsock)
+                    idle.append(s)
+                for i in range(20):
+                    harness.expect(call(h, dsock, "/GetKey", {"path": f"/x{i}"})["key"], "GetKey refused")
+            finally:
+                for s in idle:
+                    s.close()
+
+        with h.case("attack: look-alike reserved names, repeated query keys, times after 9999 are refused"):
+            for name in ["App-Id", "app-id ", "SYSTEM-READY"]:
+                err = error_of(h, dsock, "/EmitEvent", {"event": name, "payload": ""})
+                harness.expect("reserved" in err, f"{name!r}: {err}")
+            status, text = curl(h, dsock, "/GetKey?path=a&path=b")
+            harness.expect(status == 400 and "duplicate key 'path'" in text, text)
+            err = error_of(h, dsock, "/GetTlsKey", {"not_after": 9223372036854775808})
+            harness.expect("after the year 9999" in err, err)
+
         with h.case("external listener: Worker Info/Version/GetAttestationForAppKey, /metrics, the info page"):
             info = call(h, esock, "/prpc/Worker.Info")
             harness.expect(info["app_id"] == first["info"]["app_id"] and info["tcb_info"], "Worker.Info")
@@ -389,17 +412,48 @@ def main(h):
             err = error_of(h, gsock, "/api/Shutdown", {})
             harness.expect(err.startswith("not implemented"), err)
         first["rtmr3"] = json.loads(call(h, dsock, "/Info")["tcb_info"])["rtmr3"]
+        harness.expect(first["rtmr3"] != first["boot_rtmr3"], "the app events did not move RTMR3")
+
+    with h.group("the runtime log's budget keeps every form of evidence carriable"):
+        budget = h.tmpdir("budget")
+        bsock = os.path.join(budget, "dstack.sock")
+        with agent(h, budget, name="agent (log budget)"):
+            with h.case("EmitEvent until the log is full: refused with the budget; RA-TLS and GetQuote still verify"):
+                refused = None
+                for i in range(40):
+                    status, text = curl(h, bsock, "/EmitEvent", {"event": f"big-{i}", "payload": "ab" * 4096})
+                    if status != 200:
+                        refused = json.loads(text)["error"]
+                        break
+                harness.expect(refused and refused.startswith("runtime event log full"), refused)
+                t = call(h, bsock, "/GetTlsKey", {"subject": "full", "usage_ra_tls": True})
+                pem = os.path.join(h.tmp, "full-ratls.pem")
+                with open(pem, "w") as f:
+                    f.write("".join(t["certificate_chain"]))
+                r = verify(h, budget, pem)
+                harness.expect(r.rc == 0, r)
+                q = call(h, bsock, "/GetQuote", {"report_data": "01"})
+                qpath = os.path.join(h.tmp, "full-quote.json")
+                with open(qpath, "w") as f:
+                    json.dump(q, f)
+                r = verify(h, budget, qpath)
+                harness.expect(r.rc == 0, r)
+                harness.expect(call(h, bsock, "/Info")["app_cert"], "Info.app_cert empty with a full log")
 
     with agent(h, sim, name="agent (restarted)"):
-        with h.case("restart: same keys, app identity and RTMR3; boot events not measured again"):
+        with h.case("restart = a boot of the simulated CVM: same keys, identity, MRTD, RTMR0-2 and boot RTMR3"):
             a = call(h, dsock, "/GetKey", {"path": "/app", "purpose": "signing"})
             harness.expect(a["key"] == first["key"], "key changed")
             info = call(h, dsock, "/Info")
-            harness.expect(info["app_id"] == first["info"]["app_id"], "app id changed")
+            for field in ["app_id", "instance_id", "compose_hash", "mr_aggregated"]:
+                harness.expect(info[field] == first["info"][field], f"{field} changed")
             tcb = json.loads(info["tcb_info"])
-            harness.expect(tcb["rtmr3"] == first["rtmr3"], "RTMR3 changed across a restart")
+            old = json.loads(first["info"]["tcb_info"])
+            for field in ["mrtd", "rtmr0", "rtmr1", "rtmr2"]:
+                harness.expect(tcb[field] == old[field], f"{field} changed")
+            harness.expect(tcb["rtmr3"] == first["boot_rtmr3"], "RTMR3 is not the boot's")
             names = [e["event"] for e in tcb["event_log"] if e["imr"] == 3]
-            harness.expect(names.count("system-ready") == 1, names.count("system-ready"))
+            harness.expect(names.count("system-ready") == 1 and "my-app-event" not in names, names)
 
     with h.group("upstream fixture"):
         fx = h.tmpdir("fixture")
@@ -559,6 +613,33 @@ port = 0
             proc.wait(10)
             for s in socks:
                 s.close()
+
+    with h.case("start-up: a runtime log that does not replay, or a changed app-compose.json, is refused (sim TEE)"):
+        st = h.tmpdir("state")
+        shutil.copytree(sim, os.path.join(st, "sim"), ignore=shutil.ignore_patterns("*.sock"))
+        d = os.path.join(st, "sim")
+        base = [h.dstack, "agent", "--tee", "sim", "--sim-state", os.path.join(d, "tee"), "--runtime-log-dir",
+                os.path.join(d, "tee"), "--compose-file", os.path.join(d, "app-compose.json"),
+                "--sys-config-file", os.path.join(d, "sys-config.json"), "--keys-file", os.path.join(d, "appkeys.json"),
+                "--dstack-socket", "unix:" + os.path.join(st, "d.sock"), "--tappd-socket", "none",
+                "--external", "none", "--guest-api", "none"]
+        with h.server(base, count=1, name="agent --tee sim") as server:
+            harness.expect(call(h, os.path.join(st, "d.sock"), "/Version")["version"], "consistent state refused")
+        with open(os.path.join(d, "tee", "runtime_events.log"), "a") as f:
+            f.write('{"event":"app-id","payload":"AAAA"}\n')
+        r = h.run(base, timeout=20)
+        harness.expect(r.rc != 0 and "runtime_events.log" in r.err and "does not replay to RTMR3" in r.err, r)
+        # The simulator measures a fresh boot instead, so the same directory starts again.
+        with agent(h, d, name="agent (after a bad log)"):
+            q = call(h, os.path.join(d, "dstack.sock"), "/GetQuote", {})
+            harness.expect(runtime_replay(json.loads(q["event_log"])) == rtmr3_of(bytes.fromhex(q["quote"])), "replay")
+        with open(os.path.join(d, "app-compose.json")) as f:
+            compose = json.load(f)
+        compose["name"] = "edited"
+        with open(os.path.join(d, "app-compose.json"), "w") as f:
+            json.dump(compose, f)
+        r = h.run(base, timeout=20)
+        harness.expect(r.rc != 0 and "app-compose.json" in r.err and "measured at boot" in r.err, r)
 
     with h.case("start-up errors name the file and the field"):
         bad = h.tmpdir("bad")

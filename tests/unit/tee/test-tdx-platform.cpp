@@ -159,8 +159,12 @@ private:
         auto generation = text ? std::stoull(*text) : 0;
         // No doctest assertion on this thread (a failing REQUIRE would throw here): the test sees a
         // wrong generation through the backend's check.
-        std::ofstream(item_ / "generation", std::ios::binary | std::ios::trunc)
-            << std::to_string(generation + 1 + reply.rival_writes) << "\n";
+        // Replaced atomically, as configfs reads are: a truncate-then-write could be read half done.
+        {
+            std::ofstream(item_ / "generation.new", std::ios::binary | std::ios::trunc)
+                << std::to_string(generation + 1 + reply.rival_writes) << "\n";
+        }
+        std::filesystem::rename(item_ / "generation.new", item_ / "generation");
         int fd = -1;
         while (!stop_) {
             fd = ::open((item_ / "outblob").c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
