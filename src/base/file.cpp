@@ -8,6 +8,8 @@
 #include <cstring>
 #include <random>
 
+#include "dstack/base/unique-fd.hpp"
+
 namespace dstack {
 namespace {
 
@@ -15,17 +17,7 @@ Error errno_error(std::string_view what, const std::filesystem::path& path) {
     return make_error("{} {}: {}", what, path.string(), std::strerror(errno));
 }
 
-class Fd {
-public:
-    explicit Fd(int fd) : fd_(fd) {}
-    ~Fd() { if (fd_ >= 0) ::close(fd_); }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    int get() const { return fd_; }
-    int release() { int fd = fd_; fd_ = -1; return fd; }
-private:
-    int fd_;
-};
+using Fd = UniqueFd;
 
 }  // namespace
 

@@ -18,6 +18,7 @@
 
 #include "dstack/base/file.hpp"
 #include "dstack/base/hex.hpp"
+#include "dstack/base/unique-fd.hpp"
 
 namespace dstack::tee {
 namespace {
@@ -37,17 +38,7 @@ Error errno_error(std::string_view what, const std::filesystem::path& path, int 
     return make_error("{} {}: {}", what, path.string(), std::strerror(error));
 }
 
-class Fd {
-public:
-    explicit Fd(int fd) : fd_(fd) {}
-    ~Fd() { if (fd_ >= 0) ::close(fd_); }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    int get() const { return fd_; }
-    int release() { int fd = fd_; fd_ = -1; return fd; }
-private:
-    int fd_;
-};
+using Fd = UniqueFd;
 
 bool path_exists(const std::filesystem::path& path) {
     struct stat st{};
