@@ -5,7 +5,10 @@
 // doctest, with the kernel's own answer on stderr — never passed without running.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
+#include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 // After sys/socket.h: linux/vm_sockets.h uses sa_family_t without including it.
 #include <linux/vm_sockets.h>
@@ -277,4 +280,35 @@ TEST_CASE("net vsock: an HTTP request served with http::serve over vsock loopbac
     io.restart();
     io.run_for(2s);
     CHECK(served);
+}
+
+TEST_CASE("net vsock: a vsock socket passed by systemd is adopted" * doctest::skip(no_vsock)) {
+    // fd 3 belongs to the test process, so the activation is staged in a child (as in test-socket).
+    pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        int fd = ::socket(AF_VSOCK, SOCK_STREAM, 0);
+        sockaddr_vm address{};
+        address.svm_family = AF_VSOCK;
+        address.svm_cid = vsock_cid_any;
+        address.svm_port = vsock_port_any;
+        if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 || ::listen(fd, 4) != 0)
+            ::_exit(10);
+        socklen_t length = sizeof address;
+        if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) ::_exit(11);
+        int high = ::fcntl(fd, F_DUPFD, 100);
+        if (high < 0 || ::dup2(high, 3) != 3) ::_exit(12);
+        ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+        ::setenv("LISTEN_FDS", "1", 1);
+        asio::io_context io;
+        auto adopted = listen_address(io.get_executor(), "systemd:0");
+        if (!adopted.ok()) ::_exit(13);
+        if ((*adopted)->description() != fmt::format("systemd:0 (vsock:any:{})", address.svm_port)) ::_exit(14);
+        if ((*adopted)->local_vsock_port() != address.svm_port) ::_exit(15);
+        ::_exit(0);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    REQUIRE(WIFEXITED(status));
+    CHECK_MESSAGE(WEXITSTATUS(status) == 0, "child failed at step " << WEXITSTATUS(status));
 }
