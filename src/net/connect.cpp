@@ -1,13 +1,17 @@
-// Outgoing TCP and unix connections, each bounded by a deadline.
+// Outgoing TCP, unix and vsock connections, each bounded by a deadline.
 #include "dstack/net/connect.hpp"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/un.h>
+// After sys/socket.h: linux/vm_sockets.h uses sa_family_t without including it.
+#include <linux/vm_sockets.h>
 
 #include <atomic>
 #include <memory>
 #include <vector>
 
+#include <asio/generic/stream_protocol.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/local/stream_protocol.hpp>
 #include <asio/redirect_error.hpp>
@@ -18,6 +22,7 @@
 
 #include "dstack/net/dns.hpp"
 #include "dstack/net/socket-stream.hpp"
+#include "dstack/net/vsock-address.hpp"
 
 namespace dstack::net {
 
@@ -179,6 +184,23 @@ asio::awaitable<Result<StreamPtr>> connect_unix(asio::any_io_executor executor, 
     if (ec) co_return make_error("connect to unix:{}: {}", path.string(), failure_text(ec, timeout));
     std::string description = "unix:" + path.string();
     co_return make_unix_stream(std::move(*socket), std::move(description));
+}
+
+asio::awaitable<Result<StreamPtr>> connect_vsock(asio::any_io_executor executor, std::uint32_t cid, std::uint32_t port,
+                                                 std::chrono::milliseconds timeout) {
+    auto deadline = Clock::now() + timeout;
+    VsockAddress target(cid, port);
+    if (cid == vsock_cid_any || port == vsock_port_any)
+        co_return make_error("connect to {}: VMADDR_CID_ANY / VMADDR_PORT_ANY cannot be connected to", target.text());
+    sockaddr_vm address{};
+    address.svm_family = AF_VSOCK;
+    address.svm_cid = cid;
+    address.svm_port = port;
+    auto socket = std::make_shared<asio::generic::stream_protocol::socket>(executor);
+    auto ec = co_await connect_before(socket, asio::generic::stream_protocol::endpoint(&address, sizeof address), deadline);
+    if (ec == asio::error::timed_out) co_return make_error("connect to {}: {}", target.text(), failure_text(ec, timeout));
+    if (ec) co_return Error{"connect to " + vsock_error_text(target, "connect", ec.value())};
+    co_return make_vsock_stream(std::move(*socket));
 }
 
 }  // namespace dstack::net

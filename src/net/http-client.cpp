@@ -12,6 +12,7 @@
 
 #include "dstack/net/connect.hpp"
 #include "dstack/net/http-parser.hpp"
+#include "dstack/net/vsock-address.hpp"
 #include "stream-watchdog.hpp"
 
 namespace dstack::net::http {
@@ -110,6 +111,8 @@ asio::awaitable<Result<Response>> exchange(asio::any_io_executor executor, Endpo
     Result<StreamPtr> connected = make_error("not connected");
     if (endpoint.kind == Endpoint::Kind::unix_socket) {
         connected = co_await connect_unix(executor, endpoint.unix_path, connect_limit);
+    } else if (endpoint.kind == Endpoint::Kind::vsock) {
+        connected = co_await connect_vsock(executor, endpoint.vsock_cid, endpoint.vsock_port, connect_limit);
     } else {
         connected = co_await connect_tcp(executor, endpoint.host, endpoint.port, connect_limit);
     }
@@ -202,8 +205,17 @@ Endpoint Endpoint::unix_socket(std::filesystem::path path) {
     return e;
 }
 
+Endpoint Endpoint::vsock(std::uint32_t cid, std::uint32_t port) {
+    Endpoint e;
+    e.kind = Kind::vsock;
+    e.vsock_cid = cid;
+    e.vsock_port = port;
+    return e;
+}
+
 std::string Endpoint::host_header() const {
-    if (kind == Kind::unix_socket) return "localhost";
+    // A vsock address is no host name; like a unix socket's path it stays off the wire.
+    if (kind == Kind::unix_socket || kind == Kind::vsock) return "localhost";
     bool ipv6 = host.find(':') != std::string::npos;
     std::string name = ipv6 ? "[" + host + "]" : host;
     if (port == (tls ? 443 : 80)) return name;
@@ -212,6 +224,7 @@ std::string Endpoint::host_header() const {
 
 std::string Endpoint::description() const {
     if (kind == Kind::unix_socket) return "unix:" + unix_path.string();
+    if (kind == Kind::vsock) return fmt::format("vsock://{}:{}", vsock_cid, vsock_port);
     bool ipv6 = host.find(':') != std::string::npos;
     return fmt::format("{}://{}:{}", tls ? "https" : "http", ipv6 ? "[" + host + "]" : host, port);
 }
@@ -228,7 +241,16 @@ Result<Url> parse_url(std::string_view url) {
         out.target = "/";
         return out;
     }
-    if (starts_with("http+unix://")) {
+    if (starts_with("vsock:")) {
+        // "vsock://CID:PORT/target" as URLs write it; "vsock:CID:PORT" as listen addresses do.
+        bool url_form = starts_with("vsock://");
+        auto rest = url.substr(url_form ? 8 : 6);
+        auto slash = url_form ? rest.find_first_of("/?") : std::string_view::npos;
+        auto address = parse_vsock_address(rest.substr(0, slash), url, VsockUse::connect);
+        if (!address) return std::move(address).take_error();
+        out.endpoint = Endpoint::vsock(address->cid, address->port);
+        out.target = normalize_target(slash == std::string_view::npos ? std::string_view{} : rest.substr(slash));
+    } else if (starts_with("http+unix://")) {
         auto rest = url.substr(12);
         auto slash = rest.find_first_of("/?");
         auto path = percent_decode(rest.substr(0, slash), false);
@@ -245,7 +267,7 @@ Result<Url> parse_url(std::string_view url) {
             tls = true;
             rest = url.substr(8);
         } else {
-            return make_error("'{}': unsupported URL (expected http://, https:// or unix:)", url);
+            return make_error("'{}': unsupported URL (expected http://, https://, unix: or vsock://)", url);
         }
         auto slash = rest.find_first_of("/?");
         auto authority = rest.substr(0, slash);

@@ -1,4 +1,4 @@
-// Listening sockets: TCP, unix (mode applied before the path appears) and systemd-passed fds.
+// Listening sockets: TCP, unix (mode applied before the path appears), vsock and systemd-passed fds.
 #include "dstack/net/listener.hpp"
 
 #include <fcntl.h>
@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+// After sys/socket.h: linux/vm_sockets.h uses sa_family_t without including it.
+#include <linux/vm_sockets.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -14,6 +16,8 @@
 #include <mutex>
 #include <optional>
 
+#include <asio/basic_socket_acceptor.hpp>
+#include <asio/generic/stream_protocol.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/local/stream_protocol.hpp>
 #include <asio/redirect_error.hpp>
@@ -22,6 +26,7 @@
 
 #include "dstack/base/log.hpp"
 #include "dstack/net/socket-stream.hpp"
+#include "dstack/net/vsock-address.hpp"
 
 namespace dstack::net {
 
@@ -123,6 +128,50 @@ private:
     dev_t owned_dev_ = 0;
     ino_t owned_ino_ = 0;
 };
+
+// vsock goes through asio's generic protocol (a sockaddr_vm endpoint), which names no acceptor type.
+using VsockAcceptor = asio::basic_socket_acceptor<asio::generic::stream_protocol>;
+
+class VsockListener final : public Listener {
+public:
+    VsockListener(VsockAcceptor acceptor, std::string description, std::uint32_t port)
+        : acceptor_(std::move(acceptor)), description_(std::move(description)), port_(port) {}
+
+    asio::awaitable<StreamPtr> accept(std::error_code& ec) override {
+        for (;;) {
+            ec.clear();
+            asio::generic::stream_protocol::socket socket =
+                co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+            if (ec == asio::error::connection_aborted) continue;
+            if (ec) co_return nullptr;
+            set_cloexec(socket.native_handle());
+            co_return make_vsock_stream(std::move(socket));
+        }
+    }
+
+    void close() override {
+        std::error_code ignored;
+        acceptor_.close(ignored);
+    }
+    std::string description() const override { return description_; }
+    std::uint16_t local_port() const override { return 0; }
+    std::uint32_t local_vsock_port() const override { return port_; }
+
+private:
+    VsockAcceptor acceptor_;
+    std::string description_;
+    std::uint32_t port_;
+};
+
+// The bound address of a vsock acceptor; nullopt if the kernel reports something else.
+std::optional<VsockAddress> bound_vsock_address(VsockAcceptor& acceptor) {
+    std::error_code ec;
+    auto local = acceptor.local_endpoint(ec);
+    if (ec || local.size() < sizeof(sockaddr_vm) || local.data()->sa_family != AF_VSOCK) return std::nullopt;
+    sockaddr_vm address{};
+    std::memcpy(&address, local.data(), sizeof address);
+    return VsockAddress(address.svm_cid, address.svm_port);
+}
 
 Result<asio::ip::address> parse_listen_host(std::string_view host) {
     if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
@@ -247,6 +296,14 @@ Result<ListenerPtr> adopt_listening_fd(asio::any_io_executor executor, int fd, s
         if (!ec) listener->set_stream_description("unix:" + path);
         return ListenerPtr(std::move(listener));
     }
+    if (address.ss_family == AF_VSOCK) {
+        VsockAcceptor acceptor(executor);
+        acceptor.assign(asio::generic::stream_protocol(AF_VSOCK, 0), fd, ec);
+        if (ec) return make_error("{} (fd {}): {}", name, fd, ec.message());
+        auto bound = bound_vsock_address(acceptor);
+        std::string text = bound ? fmt::format("{} ({})", name, bound->text()) : name;
+        return ListenerPtr(std::make_unique<VsockListener>(std::move(acceptor), std::move(text), bound ? bound->port : 0));
+    }
     return make_error("{} (fd {}): unsupported address family {}", name, fd, int(address.ss_family));
 }
 
@@ -331,6 +388,28 @@ Result<ListenerPtr> listen_unix(asio::any_io_executor executor, const fs::path& 
     return ListenerPtr(std::make_unique<UnixListener>(std::move(acceptor), where, path));
 }
 
+Result<ListenerPtr> listen_vsock(asio::any_io_executor executor, std::uint32_t cid, std::uint32_t port) {
+    VsockAddress wanted(cid, port);
+    sockaddr_vm address{};
+    address.svm_family = AF_VSOCK;
+    address.svm_cid = cid;
+    address.svm_port = port;
+    asio::generic::stream_protocol::endpoint endpoint(&address, sizeof address);
+    VsockAcceptor acceptor(executor);
+    std::error_code ec;
+    auto fail = [&](std::string_view step) {
+        return Error{"listen on " + vsock_error_text(wanted, step, ec.value())};
+    };
+    if (acceptor.open(endpoint.protocol(), ec); ec) return fail("socket");
+    set_cloexec(acceptor.native_handle());
+    if (acceptor.bind(endpoint, ec); ec) return fail("bind");
+    if (acceptor.listen(asio::socket_base::max_listen_connections, ec); ec) return fail("listen");
+    // With VMADDR_PORT_ANY the kernel picked the port: the description shows the real one.
+    auto bound = bound_vsock_address(acceptor);
+    if (!bound) return make_error("listen on {}: getsockname did not return a vsock address", wanted.text());
+    return ListenerPtr(std::make_unique<VsockListener>(std::move(acceptor), bound->text(), bound->port));
+}
+
 Result<std::vector<ListenerPtr>> listen_systemd(asio::any_io_executor executor) {
     auto& pool = inherited_fds();
     std::lock_guard lock(pool.mutex);
@@ -404,7 +483,11 @@ Result<ListenerPtr> listen_address(asio::any_io_executor executor, std::string_v
     if (address.starts_with("unix:")) return listen_unix_address(executor, address.substr(5));
     if (address.starts_with("systemd:")) return listen_systemd_index(executor, address.substr(8));
     if (address.starts_with("tcp:")) return listen_tcp_address(executor, address, address.substr(4));
-    if (address.starts_with("vsock:")) return make_error("listen address '{}': vsock listeners are not supported yet", address);
+    if (address.starts_with("vsock:")) {
+        auto vsock = parse_vsock_address(address.substr(6), address, VsockUse::listen);
+        if (!vsock) return std::move(vsock).take_error();
+        return listen_vsock(executor, vsock->cid, vsock->port);
+    }
     if (address.starts_with("/")) return make_error("listen address '{}': write unix sockets as unix:{}", address, address);
     return listen_tcp_address(executor, address, address);
 }

@@ -1,15 +1,21 @@
-// Stream over connected asio stream sockets (TCP and unix).
+// Stream over connected asio stream sockets (TCP, unix and vsock).
 #include "dstack/net/socket-stream.hpp"
 
 #include <sys/socket.h>
+// After sys/socket.h: linux/vm_sockets.h uses sa_family_t without including it.
+#include <linux/vm_sockets.h>
 
 #include <algorithm>
+#include <optional>
+#include <cstring>
 
 #include <asio/buffer.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 #include <fmt/format.h>
+
+#include "dstack/net/vsock-address.hpp"
 
 namespace dstack::net {
 
@@ -44,6 +50,13 @@ std::string client_address_of(asio::local::stream_protocol::socket& socket) {
         size != sizeof credentials)
         return {};
     return fmt::format("uid:{}", credentials.uid);
+}
+
+std::optional<VsockAddress> vsock_address_of(const asio::generic::stream_protocol::endpoint& endpoint) {
+    if (endpoint.size() < sizeof(sockaddr_vm) || endpoint.data()->sa_family != AF_VSOCK) return std::nullopt;
+    sockaddr_vm address{};
+    std::memcpy(&address, endpoint.data(), sizeof address);
+    return VsockAddress(address.svm_cid, address.svm_port);
 }
 
 template <typename Socket>
@@ -115,6 +128,17 @@ StreamPtr make_unix_stream(asio::local::stream_protocol::socket socket, std::str
     std::string client = client_address_of(socket);
     return std::make_unique<SocketStream<asio::local::stream_protocol::socket>>(std::move(socket),
                                                                                std::move(description), std::move(client));
+}
+
+// A vsock peer is a VM (or the host): its CID is what the hypervisor vouches for, while its port
+// is picked per connection; the CID is therefore the unit per-client limits count.
+StreamPtr make_vsock_stream(asio::generic::stream_protocol::socket socket) {
+    std::error_code ec;
+    auto peer = vsock_address_of(socket.remote_endpoint(ec));
+    std::string description = (ec || !peer) ? std::string("vsock:?") : peer->text();
+    std::string client = (ec || !peer) ? std::string() : fmt::format("cid:{}", peer->cid);
+    return std::make_unique<SocketStream<asio::generic::stream_protocol::socket>>(
+        std::move(socket), std::move(description), std::move(client));
 }
 
 }  // namespace dstack::net

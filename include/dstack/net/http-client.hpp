@@ -1,4 +1,4 @@
-// HTTP/1.1 client over TCP, unix sockets and TLS: one request per connection
+// HTTP/1.1 client over TCP, unix sockets, vsock and TLS: one request per connection
 // ("Connection: close"), bounded in time and size, every failure a Result error.
 #pragma once
 
@@ -24,18 +24,22 @@ struct Endpoint {
     // arguments) inside coroutines, destroying garbage; a declared constructor avoids that.
     Endpoint() = default;
 
-    enum class Kind { tcp, unix_socket };
+    enum class Kind { tcp, unix_socket, vsock };
     Kind kind = Kind::tcp;
     std::string host;                  // name or IP literal (IPv6 without brackets)
     std::uint16_t port = 80;
     std::filesystem::path unix_path;
+    std::uint32_t vsock_cid = 0;       // vsock ports are 32 bits: not `port`
+    std::uint32_t vsock_port = 0;
     bool tls = false;
 
     static Endpoint tcp(std::string host, std::uint16_t port, bool tls = false);
     static Endpoint unix_socket(std::filesystem::path path);
-    // Value of the Host header: "example.com:8080", "[::1]:80"; "localhost" for unix sockets.
+    static Endpoint vsock(std::uint32_t cid, std::uint32_t port);
+    // Value of the Host header: "example.com:8080", "[::1]:80"; "localhost" for unix sockets and vsock.
     std::string host_header() const;
-    // "http://example.com:8080", "https://[::1]:443", "unix:/run/dstack.sock": for messages.
+    // "http://example.com:8080", "https://[::1]:443", "unix:/run/dstack.sock", "vsock://3:8000":
+    // for messages.
     std::string description() const;
 };
 
@@ -45,7 +49,8 @@ struct Url {
 };
 
 // Accepts "http://host[:port][/target]", "https://host[:port][/target]" (IPv6 in brackets),
-// "unix:/path/to.sock" (target "/") and "http+unix://<percent-encoded socket path>[/target]".
+// "unix:/path/to.sock" (target "/"), "http+unix://<percent-encoded socket path>[/target]",
+// "vsock://CID:PORT[/target]" (what upstream's VMM and host_api_url use) and "vsock:CID:PORT" (target "/").
 Result<Url> parse_url(std::string_view url);
 
 struct ClientOptions {

@@ -35,7 +35,8 @@ public:
     // Who is on the other end, as far as sharing a server fairly between clients goes: servers
     // count connections per value (http::ServerOptions::max_connections_per_address). Empty when
     // unknown (such connections are only counted against the server-wide limits). Never for
-    // authentication. "ip:192.0.2.1", "ip6:2001:db8:1:2::/64", "uid:1000"; see socket-stream.cpp.
+    // authentication. "ip:192.0.2.1", "ip6:2001:db8:1:2::/64", "uid:1000", "cid:3" (a vsock
+    // peer); see socket-stream.cpp.
     virtual std::string client_address() const { return {}; }
 };
 

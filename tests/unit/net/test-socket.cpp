@@ -238,7 +238,9 @@ TEST_CASE("net listen_address parses the address forms") {
         {"unix:/tmp/x.sock?owner=root", "unknown option"},
         {"systemd:x", "index"},
         {"systemd:7", "systemd passed 0 socket"},
-        {"vsock:3:8000", "not supported"},
+        {"vsock:3", "expected vsock:CID:PORT"},
+        {"vsock:three:8000", "CID 'three'"},
+        {"vsock:any:4294967296", "port '4294967296'"},
         {"/var/run/x.sock", "unix:/var/run/x.sock"},
     };
     for (auto& [address, expected] : bad) {
