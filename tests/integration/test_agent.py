@@ -546,6 +546,19 @@ def main(h):
                     r = post({"attestation": bad.hex()})
                     harness.expect(r["is_valid"] is False, f"a changed report data still verifies: {r}")
 
+    with h.case("GuestApi on vsock: the listener binds vsock:any:PORT (no vsock loopback here to connect through)"):
+        vs = h.tmpdir("vsock")
+        port = 20000 + os.getpid() % 40000
+        try:
+            probe = socket.socket(socket.AF_VSOCK, socket.SOCK_STREAM)
+            probe.bind((socket.VMADDR_CID_ANY, port))
+            probe.close()
+        except (AttributeError, OSError) as e:
+            h.skip_case(f"this kernel cannot listen on vsock: {e}")
+        with agent(h, vs, "--guest-api", f"vsock:any:{port}", name="agent (vsock)") as server:
+            lines = " ".join(server.stdout_lines)
+            harness.expect(f"vsock:any:{port}" in lines, lines)
+
     with h.case("--config: upstream's dstack.toml keys (files, internal and internal-v0 addresses)"):
         conf_dir = h.tmpdir("config")
         shutil.copytree(sim, os.path.join(conf_dir, "sim"), ignore=shutil.ignore_patterns("*.sock"))
