@@ -594,7 +594,7 @@ port = 0
                                 {"path": "/app", "purpose": "signing"})["key"] == first["key"], "keys from the config")
             harness.expect(any(a.kind == "tcp" for a in server.addresses), [str(a) for a in server.addresses])
 
-    with h.case("systemd socket activation: dstack.sock is fd 3, tappd.sock fd 4"):
+    with h.case("systemd: socket activation (dstack.sock fd 3, tappd.sock fd 4), READY=1 and watchdog pings"):
         act = h.tmpdir("activated")
         shutil.copytree(sim, os.path.join(act, "sim"), ignore=shutil.ignore_patterns("*.sock"))
         socks = []
@@ -603,11 +603,17 @@ port = 0
             s.bind(os.path.join(act, name))
             s.listen(16)
             socks.append(s)
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(os.path.join(act, "notify.sock"))
+        notify.settimeout(10)
         launcher = ("import os,sys\nos.dup2(int(sys.argv[1]),3)\nos.dup2(int(sys.argv[2]),4)\n"
                     "os.environ['LISTEN_FDS']='2'\nos.environ['LISTEN_PID']=str(os.getpid())\n"
-                    "os.execv(sys.argv[3], sys.argv[3:])\n")
+                    "os.environ['WATCHDOG_PID']=str(os.getpid())\nos.environ['WATCHDOG_USEC']='2000000'\n"
+                    "os.environ['NOTIFY_SOCKET']=sys.argv[4]\n"
+                    "os.execv(sys.argv[3], [sys.argv[3]] + sys.argv[5:])\n")
         sim2 = os.path.join(act, "sim")
-        cmd = [sys.executable, "-c", launcher, str(socks[0].fileno()), str(socks[1].fileno()), h.dstack, "agent",
+        cmd = [sys.executable, "-c", launcher, str(socks[0].fileno()), str(socks[1].fileno()), h.dstack,
+               os.path.join(act, "notify.sock"), "agent",
                "--tee", "sim", "--sim-state", os.path.join(sim2, "tee"), "--runtime-log-dir", os.path.join(sim2, "tee"),
                "--compose-file", os.path.join(sim2, "app-compose.json"),
                "--sys-config-file", os.path.join(sim2, "sys-config.json"),
@@ -621,11 +627,14 @@ port = 0
                            == first["key"], "activated dstack.sock")
             harness.expect("k256_key" in call(h, os.path.join(act, "t.sock"), "/prpc/Tappd.DeriveK256Key", {}),
                            "activated tappd.sock")
+            states = [notify.recv(256) for _ in range(3)]
+            harness.expect(states[0] == b"READY=1" and states[1:] == [b"WATCHDOG=1", b"WATCHDOG=1"], states)
         finally:
             proc.terminate()
             proc.wait(10)
             for s in socks:
                 s.close()
+            notify.close()
 
     with h.case("start-up: a runtime log that does not replay, or a changed app-compose.json, is refused (sim TEE)"):
         st = h.tmpdir("state")

@@ -160,32 +160,42 @@ http::Handler tappd_service(std::shared_ptr<const Agent> agent) {
     return service.handler();
 }
 
+namespace {
+
+// A plain coroutine (not a capturing lambda: the closure could die before the frame).
+asio::awaitable<http::Response> serve_external(std::shared_ptr<const Agent> agent, prpc::Service worker,
+                                               std::vector<std::string> data_disks, http::Request& request,
+                                               const http::ConnectionInfo& connection) {
+    if (worker.matches(request)) co_return co_await worker.handle(request, connection);
+    bool get = request.method == "GET" || request.method == "HEAD";
+    if (get && request.path == "/") {
+        auto page = info_page(*agent);
+        if (!page) co_return http::Response::json_error(500, page.error().message);
+        http::Response response;
+        response.body = std::move(*page);
+        response.headers.set("Content-Type", "text/html; charset=utf-8");
+        co_return response;
+    }
+    if (get && request.path == "/metrics") {
+        if (!agent->files().compose.public_sysinfo) {
+            co_return http::Response::json_error(403, "metrics are not public (app-compose public_sysinfo is false)");
+        }
+        auto text = metrics_text(*agent, data_disks);
+        if (!text) co_return http::Response::json_error(500, text.error().message);
+        http::Response response;
+        response.body = std::move(*text);
+        response.headers.set("Content-Type", "text/plain; version=0.0.4");
+        co_return response;
+    }
+    co_return http::Response::json_error(404, "not found");
+}
+
+}  // namespace
+
 http::Handler external_service(std::shared_ptr<const Agent> agent, std::vector<std::string> data_disks) {
     auto worker = worker_service(agent);
-    return [agent, worker, data_disks](http::Request& request,
-                                       const http::ConnectionInfo& connection) -> asio::awaitable<http::Response> {
-        if (worker.matches(request)) co_return co_await worker.handle(request, connection);
-        bool get = request.method == "GET" || request.method == "HEAD";
-        if (get && request.path == "/") {
-            auto page = info_page(*agent);
-            if (!page) co_return http::Response::json_error(500, page.error().message);
-            http::Response response;
-            response.body = std::move(*page);
-            response.headers.set("Content-Type", "text/html; charset=utf-8");
-            co_return response;
-        }
-        if (get && request.path == "/metrics") {
-            if (!agent->files().compose.public_sysinfo) {
-                co_return http::Response::json_error(403, "metrics are not public (app-compose public_sysinfo is false)");
-            }
-            auto text = metrics_text(*agent, data_disks);
-            if (!text) co_return http::Response::json_error(500, text.error().message);
-            http::Response response;
-            response.body = std::move(*text);
-            response.headers.set("Content-Type", "text/plain; version=0.0.4");
-            co_return response;
-        }
-        co_return http::Response::json_error(404, "not found");
+    return [agent, worker, data_disks](http::Request& request, const http::ConnectionInfo& connection) {
+        return serve_external(agent, worker, data_disks, request, connection);
     };
 }
 

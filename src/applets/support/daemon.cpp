@@ -7,9 +7,12 @@
 
 #include <asio/use_awaitable.hpp>
 #include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
 #include <fmt/format.h>
 
 #include "dstack/base/log.hpp"
+#include "support/systemd-notify.hpp"
 
 namespace dstack::applets {
 namespace {
@@ -31,6 +34,17 @@ asio::awaitable<void> stop_on_signals(asio::signal_set& signals, std::vector<net
     signal = co_await signals.async_wait(asio::use_awaitable);
     log::warn("received signal {} again: stopping now", signal);
     runtime->stop();
+}
+
+// WATCHDOG=1 while the event loop turns: a wedged runtime stops the pings and systemd restarts
+// the service. Stops with the runtime.
+asio::awaitable<void> ping_watchdog(std::chrono::milliseconds interval) {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    for (;;) {
+        if (auto sent = systemd_notify("WATCHDOG=1"); !sent) log::warn("systemd watchdog: {}", sent.error().message);
+        timer.expires_after(interval);
+        co_await timer.async_wait(asio::use_awaitable);
+    }
 }
 
 }  // namespace
@@ -89,6 +103,8 @@ int Daemon::serve() {
                        fmt::format("{} on {}", name_, listener->description()));
     }
     std::fflush(stdout);
+    if (auto ready = systemd_notify("READY=1"); !ready) log::warn("systemd notification: {}", ready.error().message);
+    if (auto interval = systemd_watchdog_interval()) runtime_.spawn(ping_watchdog(*interval), "systemd watchdog");
 
     int status = runtime_.run();
     return status;
