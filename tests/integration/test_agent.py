@@ -102,6 +102,11 @@ def main(h):
                 mode = os.stat(sock).st_mode
                 harness.expect(stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o777, f"{sock}: mode {oct(mode)}")
 
+        with h.case("simulator: a second agent on the same directory is refused (its sockets and boot are taken)"):
+            r = h.run([h.dstack, "agent", "--simulator", sim], timeout=20)
+            harness.expect(r.rc != 0 and "another dstack agent is serving" in r.err, r)
+            harness.expect(call(h, dsock, "/Version")["version"], "the first agent stopped serving")
+
         with h.case("GetKey: POST JSON and GET query agree; 32 bytes and a chain of 2; the algorithm only names the form"):
             a = call(h, dsock, "/GetKey", {"path": "/app", "purpose": "signing"})
             status, text = curl(h, dsock, "/GetKey?path=/app&purpose=signing")

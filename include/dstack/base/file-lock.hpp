@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <optional>
 
 #include "dstack/base/result.hpp"
 
@@ -14,6 +15,8 @@ public:
     // Creates the lock file (with `mode`) if it is missing and blocks until the lock is ours.
     // Refuses a symbolic link or anything but a regular file at `path`.
     static Result<FileLock> acquire(const std::filesystem::path& path, unsigned mode = 0600);
+    // The same without waiting: nullopt when another holder has it.
+    static Result<std::optional<FileLock>> try_acquire(const std::filesystem::path& path, unsigned mode = 0600);
 
     FileLock(FileLock&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
     FileLock& operator=(FileLock&& other) noexcept;
@@ -23,6 +26,8 @@ public:
 
 private:
     explicit FileLock(int fd) : fd_(fd) {}
+    // The locked descriptor, or -1 when `wait` is false and another holder has the lock.
+    static Result<int> lock(const std::filesystem::path& path, unsigned mode, bool wait);
     int fd_ = -1;
 };
 

@@ -6,6 +6,7 @@
 
 #include "agent.hpp"
 #include "boot-files.hpp"
+#include "dstack/base/file-lock.hpp"
 #include "dstack/base/file.hpp"
 #include "dstack/base/log.hpp"
 #include "dstack/tee/sim-platform.hpp"
@@ -209,6 +210,19 @@ int agent_main(int argc, char** argv) {
     // RTMR0-2 persist), so that a crash between an extension and its log line never outlives a
     // restart.
     std::unique_ptr<tee::Attester> attester;
+    std::optional<FileLock> instance_lock;  // held while serving: one simulator per directory
+    if (simulator) {
+        std::error_code ec;
+        std::filesystem::create_directories(dir, ec);
+        if (ec) return command.fail(fmt::format("{}: {}", dir.string(), ec.message()));
+        auto locked = FileLock::try_acquire(dir / "agent.lock");
+        if (!locked) return command.fail(locked.error().message);
+        if (!*locked) {
+            return command.fail(fmt::format("another dstack agent is serving {} (it holds {}); stop it first", dir.string(),
+                                            (dir / "agent.lock").string()));
+        }
+        instance_lock = std::move(*locked);
+    }
     if (simulator && args.fixture.empty()) {
         for (auto name : {"rtmr3", "runtime_events.log", "runtime_event_version"}) {
             std::error_code ec;

@@ -49,6 +49,19 @@ TEST_CASE("a file lock excludes a second holder (another thread's own descriptor
     third.join();
     CHECK(got.load());
 
+    // try_acquire does not wait: nothing while another holds the lock, the lock once it is free.
+    {
+        auto held = FileLock::acquire(path);
+        REQUIRE(held.ok());
+        auto tried = FileLock::try_acquire(path);
+        REQUIRE(tried.ok());
+        CHECK_FALSE(tried->has_value());
+    }
+    auto free_now = FileLock::try_acquire(path);
+    REQUIRE(free_now.ok());
+    CHECK(free_now->has_value());
+    CHECK_FALSE(FileLock::try_acquire(path)->has_value());
+
     fs::create_symlink(path, dir / "link.lock");
     CHECK_FALSE(FileLock::acquire(dir / "link.lock").ok());
     fs::create_directory(dir / "dir.lock");
