@@ -171,7 +171,10 @@ def main(h):
         h.check("no --listen and no config: exit 2", r.rc == 2 and "--listen" in r.err, r)
         r = h.run([h.dstack, "verify", "sim"])
         h.check("verify sim without a subcommand: exit 2 naming them", r.rc == 2 and "init, quote or collateral" in r.err, r)
-        for applet in ["agent", "kms", "gateway", "vmm"]:
+        r = h.run([h.dstack, "agent", "--listen", "x"])
+        h.check("agent: an unknown flag: exit 2, points to --help",
+                r.rc == 2 and "--listen" in r.err and "(see dstack agent --help)" in r.err, r)
+        for applet in ["kms", "gateway", "vmm"]:
             r = h.run([h.dstack, applet, "--listen", "x"])
             h.check(f"{applet}: not implemented yet, exit 2", r.rc == 2 and "not implemented yet" in r.err, r)
 

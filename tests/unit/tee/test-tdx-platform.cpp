@@ -128,6 +128,13 @@ public:
         ::close(inotify_);
     }
     int served() const { return served_; }
+    // Waits (at most 5 s) until `count` answers are written and their outblob closed. A FIFO that
+    // a reader gave up on early (the oversize case) is still open on the writer's side for a
+    // moment; a next quote opening outblob then would read that stale writer, which a real
+    // kernel's synchronous outblob read never shows.
+    void wait_finished(int count) const {
+        for (int i = 0; i < 5000 && finished_ < count; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
 
 private:
     void serve() {
@@ -183,6 +190,7 @@ private:
             done += static_cast<std::size_t>(n);
         }
         ::close(fd);
+        ++finished_;
     }
 
     std::filesystem::path item_;
@@ -190,6 +198,7 @@ private:
     int inotify_ = -1;
     std::atomic<bool> stop_{false};
     std::atomic<int> served_{0};
+    std::atomic<int> finished_{0};
     std::thread thread_;
 };
 
@@ -281,6 +290,7 @@ TEST_CASE("tdx platform: an outblob over the quote size limit, or not a quote, i
     REQUIRE_FALSE(oversize.ok());
     CHECK_MESSAGE(error_of(oversize.error()).find("too large") != std::string::npos, error_of(oversize.error()));
     CHECK_MESSAGE(error_of(oversize.error()).find("outblob") != std::string::npos, error_of(oversize.error()));
+    kernel.wait_finished(1);
     auto truncated = platform->quote(random_report_data());
     REQUIRE_FALSE(truncated.ok());
     CHECK_MESSAGE(error_of(truncated.error()).find("is not a quote") != std::string::npos, error_of(truncated.error()));
