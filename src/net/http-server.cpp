@@ -114,7 +114,9 @@ public:
         asio::any_io_executor strand;      // the connection's own: its stream is closed there only
         std::weak_ptr<Stream> transport;
         Clock::time_point idle_since;
+        Clock::time_point request_since;  // when the current request's first bytes arrived
         bool idle = true;
+        bool headers_complete = false;
         bool evicted = false;
     };
     using Handle = std::list<Entry>::iterator;
@@ -131,8 +133,8 @@ public:
         std::string victim_address;  // for logs
     };
 
-    ConnectionTable(std::size_t max_connections, std::size_t per_address)
-        : max_connections_(max_connections), per_address_limit_(per_address) {}
+    ConnectionTable(std::size_t max_connections, std::size_t per_address, std::chrono::milliseconds stalled_header)
+        : max_connections_(max_connections), per_address_limit_(per_address), stalled_header_(stalled_header) {}
 
     Admission admit(std::string address, asio::any_io_executor strand, std::weak_ptr<Stream> transport) {
         Admission admission;
@@ -149,6 +151,14 @@ public:
             for (auto it = entries_.begin(); it != entries_.end(); ++it) {
                 if (it->idle && !it->evicted && (oldest == entries_.end() || it->idle_since < oldest->idle_since))
                     oldest = it;
+            }
+            if (oldest == entries_.end() && stalled_header_.count() > 0) {
+                auto cutoff = Clock::now() - stalled_header_;
+                for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+                    if (!it->idle && !it->headers_complete && !it->evicted && it->request_since <= cutoff &&
+                        (oldest == entries_.end() || it->request_since < oldest->request_since))
+                        oldest = it;
+                }
             }
             if (oldest == entries_.end()) {
                 admission.verdict = Verdict::server_full;
@@ -189,7 +199,14 @@ public:
         std::lock_guard lock(mutex_);
         if (handle->evicted || stopping_) return false;
         handle->idle = false;
+        handle->headers_complete = false;
+        handle->request_since = Clock::now();
         return true;
+    }
+    // The current request's header is complete: no longer a stalled header.
+    void headers_received(Handle handle) {
+        std::lock_guard lock(mutex_);
+        handle->headers_complete = true;
     }
     // The connection waits for a new request (a no-op when it already did: the wait goes on).
     void end_request(Handle handle) {
@@ -237,6 +254,7 @@ private:
     bool stopping_ = false;
     std::size_t max_connections_;
     std::size_t per_address_limit_;
+    std::chrono::milliseconds stalled_header_;
 };
 
 // A connection's place in its server's table, for as long as the connection lives.
@@ -255,7 +273,13 @@ public:
     void end_request() {
         if (!busy_) return;
         busy_ = false;
+        headers_ = false;
         table_.end_request(handle_);
+    }
+    void headers_received() {
+        if (headers_ || !busy_) return;
+        headers_ = true;
+        table_.headers_received(handle_);
     }
     bool evicted() { return table_.evicted(handle_); }
     bool stopping() { return table_.stopping(); }
@@ -264,6 +288,7 @@ private:
     ConnectionTable& table_;
     ConnectionTable::Handle handle_;
     bool busy_ = false;
+    bool headers_ = false;
 };
 
 Response error_response(const ParseError& error) {
@@ -370,6 +395,7 @@ asio::awaitable<void> serve_requests(std::shared_ptr<Stream> stream, Watchdog& w
                     log::debug("http: {}: closed to make room for a new connection before its request", info.peer);
                     co_return;
                 }
+                if (place && parser.headers_complete()) place->headers_received();
                 over_budget = status != RequestParser::Status::error && !within_budget();
                 continue;
             }
@@ -384,8 +410,9 @@ asio::awaitable<void> serve_requests(std::shared_ptr<Stream> stream, Watchdog& w
             if (watchdog.fired()) {
                 log::debug("http: {}: timed out {}", info.peer,
                            parser.idle() ? "waiting for a request" : "reading a request");
-            } else if (place && parser.idle() && place->evicted()) {
-                log::debug("http: {}: idle connection closed to make room for a new one", info.peer);
+            } else if (place && place->evicted()) {
+                log::debug("http: {}: {} connection closed to make room for a new one", info.peer,
+                           parser.idle() ? "idle" : "stalled");
             } else if (ec == asio::error::eof) {
                 log::debug("http: {}: connection closed in the middle of a request", info.peer);
             } else {
@@ -542,7 +569,7 @@ void refuse(const std::shared_ptr<ServerState>& state, std::shared_ptr<Stream> s
                       state->listener, stream->client_address(), state->options.max_connections_per_address,
                       state->refusals_unlogged);
         } else {
-            log::warn("http: {}: all {} connections are busy with requests, refusing {} ({} more refused since the last report)",
+            log::warn("http: {}: all {} connections have a request begun and none is idle, refusing {} ({} more refused since the last report)",
                       state->listener, state->options.max_connections, stream->peer_description(),
                       state->refusals_unlogged);
         }
@@ -655,7 +682,8 @@ asio::awaitable<void> serve(Listener& listener, Handler handler, ServerOptions o
     state->options = std::move(options);
     state->tls_context = std::move(tls_context);
     state->listener = listener.description();
-    state->connections.emplace(state->options.max_connections, state->options.max_connections_per_address);
+    state->connections.emplace(state->options.max_connections, state->options.max_connections_per_address,
+                               state->options.evict_stalled_headers_after);
     auto executor = co_await asio::this_coro::executor;
     for (;;) {
         std::error_code ec;

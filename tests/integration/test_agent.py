@@ -381,6 +381,21 @@ def main(h):
                 for s in idle:
                     s.close()
 
+        with h.case("attack: 1100 connections that each sent one byte do not lock other apps out (stalled ones make room)"):
+            held = []
+            try:
+                for _ in range(1100):
+                    s = socket.socket(socket.AF_UNIX)
+                    s.connect(dsock)
+                    s.send(b"P")
+                    held.append(s)
+                time.sleep(1.5)
+                for i in range(10):
+                    harness.expect(call(h, dsock, "/GetKey", {"path": f"/y{i}"})["key"], "GetKey refused")
+            finally:
+                for s in held:
+                    s.close()
+
         with h.case("attack: look-alike reserved names, repeated query keys, times after 9999 are refused"):
             for name in ["App-Id", "app-id ", "SYSTEM-READY"]:
                 err = error_of(h, dsock, "/EmitEvent", {"event": name, "payload": ""})
@@ -444,6 +459,26 @@ def main(h):
                 r = verify(h, budget, qpath)
                 harness.expect(r.rc == 0, r)
                 harness.expect(call(h, bsock, "/Info")["app_cert"], "Info.app_cert empty with a full log")
+
+        legacy = h.tmpdir("legacy")
+        lsock = os.path.join(legacy, "dstack.sock")
+        with agent(h, legacy, "--legacy-cert-extensions", name="agent (legacy extensions)"):
+            with h.case("--legacy-cert-extensions: the smaller budget keeps RA-TLS with 1.1/1.2 working when full"):
+                refused = None
+                for i in range(300):
+                    status, text = curl(h, lsock, "/EmitEvent", {"event": f"e{i:03d}-" + '"' * 40, "payload": "22" * 24})
+                    if status != 200:
+                        refused = json.loads(text)["error"]
+                        break
+                harness.expect(refused and refused.startswith("runtime event log full"), refused)
+                t = call(h, lsock, "/GetTlsKey", {"subject": "legacy", "usage_ra_tls": True})
+                pem = os.path.join(h.tmp, "legacy-ratls.pem")
+                with open(pem, "w") as f:
+                    f.write("".join(t["certificate_chain"]))
+                r = h.run(["openssl", "x509", "-in", pem, "-noout", "-text"])
+                harness.expect("1.3.6.1.4.1.62397.1.1" in r.out and "1.3.6.1.4.1.62397.1.2" in r.out, "no legacy extensions")
+                r = verify(h, legacy, pem)
+                harness.expect(r.rc == 0, r)
 
     with agent(h, sim, name="agent (restarted)"):
         with h.case("restart = a boot of the simulated CVM: same keys, identity, MRTD, RTMR0-2 and boot RTMR3"):
@@ -683,6 +718,11 @@ port = 0
         harness.expect(r.rc != 0 and "missing.json" in r.err, r)
         r = h.run([h.dstack, "agent"], timeout=20)
         harness.expect(r.rc != 0 and "--simulator" in r.err, r)
+        bad_toml = os.path.join(bad, "bad.toml")
+        with open(bad_toml, "w") as f:
+            f.write('[internal]\naddress = "0.0.0.0:0"\nport = 8090\n')
+        r = h.run([h.dstack, "agent", "--simulator", os.path.join(bad, "cfg"), "--config", bad_toml], timeout=20)
+        harness.expect(r.rc == 2 and "already has a port; drop the port key" in r.err, r)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,11 @@ struct ServerOptions {
     // has sent nothing yet, TLS handshake included), so idle clients cannot lock others out; when
     // every connection is busy with a request, the new one is answered 503 (plain) or closed (TLS).
     std::size_t max_connections = 1024;
+    // When full and no connection is idle, one whose request header has been arriving for longer
+    // than this is closed to make room too (the one stalled longest). 0: never. Worth setting only
+    // where an honest client sends its header at once (local sockets): there a stalled header is
+    // one client holding places it does not use.
+    std::chrono::milliseconds evict_stalled_headers_after{0};
     // Connections one client may hold at once in serve(), a client being what
     // Stream::client_address() says: an IPv4 address, an IPv6 /64, the uid of a unix socket's
     // peer (TLS connections count under their transport's). More are refused like connections

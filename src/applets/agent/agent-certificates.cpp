@@ -52,7 +52,8 @@ Result<Reply> Agent::issue_certificate(const crypto::P256PrivateKey& key, const 
             request.attestation = std::move(bytes);
             if (settings_.legacy_cert_extensions) {
                 request.legacy_quote = attested.quote;
-                request.legacy_event_log = tee::event_log_to_json(quote_event_log(attested));
+                // What old verifiers replay RTMR3 from (the certificate form: ACPI DATA and runtime events).
+                request.legacy_event_log = tee::event_log_to_json(certificate_event_log(attested));
             }
         }
         if (options.app_info) {

@@ -15,6 +15,7 @@
 #include "dstack/base/hex.hpp"
 #include "dstack/base/json-reader.hpp"
 #include "dstack/base/log.hpp"
+#include "dstack/base/printable.hpp"
 #include "dstack/base/version.hpp"
 #include "dstack/crypto/hash.hpp"
 #include "dstack/tee/quote.hpp"
@@ -101,6 +102,29 @@ Result<std::shared_ptr<Agent>> Agent::create_from_fixture(BootFiles files, tee::
     if (!quote) return std::move(quote).take_error().context("fixture quote");
     if (!quote->td_report() || fixture.quote.size() < td_quote_report_data_offset + 64) {
         return make_error("fixture: not a TDX quote");
+    }
+    // The fixture is replayed as it is; refuse one whose events could not replay at all.
+    auto check_runtime = [](const tee::TdxEvent& event) -> Result<void> {
+        if (!event.digest.empty() &&
+            event.digest != tee::runtime_event_digest(event.event, event.event_payload, event.version)) {
+            return make_error("fixture: runtime event '{}' carries a digest that is not its name's and payload's",
+                              printable_text(event.event));
+        }
+        return {};
+    };
+    for (const auto& event : fixture.event_log) {
+        if (event.imr > 3) return make_error("fixture: an event for IMR {} (RTMR0-3 only)", event.imr);
+        if (event.imr == 3) DSTACK_CHECK(check_runtime(event));
+    }
+    if (fixture.runtime_events) {
+        for (const auto& event : *fixture.runtime_events) DSTACK_CHECK(check_runtime(event));
+    }
+    if (auto measured = app::find_runtime_event(fixture.runtime_events.value_or(std::vector<tee::TdxEvent>{}), "compose-hash")) {
+        if (*measured != app::compose_hash(as_bytes(agent->files_.compose_text))) {
+            log::warn("fixture: its compose hash {} is not app-compose.json's; Info shows the fixture's identity with "
+                      "this file's name and text",
+                      hex_encode(*measured));
+        }
     }
     agent->fixture_ = std::move(fixture);
     return agent;
@@ -363,11 +387,12 @@ Result<Reply> Agent::emit_event(const app::EmitEventArgs& args) const {
     DSTACK_TRY(auto events, attester_->runtime_events());
     std::size_t bytes = args.event.size() + args.payload.size();
     for (const auto& event : events) bytes += event.event.size() + event.event_payload.size();
-    if (events.size() >= max_runtime_events || bytes > max_runtime_event_bytes) {
+    const auto& budget = settings_.legacy_cert_extensions ? legacy_runtime_log_budget : runtime_log_budget;
+    if (events.size() >= budget.events || bytes > budget.bytes) {
         return make_error(
             "runtime event log full: {} events, {} bytes of names and payloads with this one (at most {} events and {} "
             "bytes, so that every RA-TLS certificate can carry the log)",
-            events.size() + 1, bytes, max_runtime_events, max_runtime_event_bytes);
+            events.size() + 1, bytes, budget.events, budget.bytes);
     }
     DSTACK_CHECK(attester_->emit(args.event, args.payload));
     log::info("EmitEvent: '{}' ({} bytes) measured into RTMR3", args.event, args.payload.size());

@@ -45,9 +45,14 @@ struct AgentSettings {
 using Reply = net::prpc::Reply;
 
 // The runtime log's budget for EmitEvent (boot events count too): the log is carried twice in a
-// V0 attestation, which must fit in a certificate extension of 40 KiB next to a 5 KB quote.
-inline constexpr std::size_t max_runtime_events = 256;
-inline constexpr std::size_t max_runtime_event_bytes = 12 * 1024;
+// V0 attestation, which must fit in a certificate's 40 KiB of extensions next to a 5 KB quote;
+// with the legacy extensions a third time, as JSON, next to a second copy of the quote.
+struct RuntimeLogBudget {
+    std::size_t events;
+    std::size_t bytes;  // names and payloads
+};
+inline constexpr RuntimeLogBudget runtime_log_budget{256, 12 * 1024};
+inline constexpr RuntimeLogBudget legacy_runtime_log_budget{64, 4 * 1024};
 
 class Agent {
 public:

@@ -1,4 +1,5 @@
 // applet: agent — its usage text below is also its --help.
+#include <algorithm>
 #include <cstdlib>
 
 #include <CLI/CLI.hpp>
@@ -95,19 +96,35 @@ struct AgentArgs {
     LoggingOptions logging;
 };
 
-// Upstream writes "unix:./x.sock" addresses with a separate port for TCP and vsock.
+// Upstream writes "unix:./x.sock" addresses, and TCP and vsock ones as a host (or vsock:CID) with
+// a separate port; an address without a port key is taken as it is.
 Result<std::string> upstream_address(const Config& file, const std::string& table) {
     DSTACK_TRY(auto address, file.get_string(table + ".address"));
     DSTACK_TRY(auto port, file.get_int(table + ".port"));
-    if (!address) return std::string();
+    if (!address) {
+        if (port) return make_error("{}: [{}] has a port but no address", file.origin(), table);
+        return std::string();
+    }
     std::string text = *address;
-    if (text.rfind("unix:", 0) == 0) return text + "?mode=0777";
+    if (text.rfind("unix:", 0) == 0) {
+        if (port) return make_error("{}: [{}] port does not apply to a unix socket address", file.origin(), table);
+        return text + "?mode=0777";
+    }
+    if (!port) return text;
     if (text.rfind("vsock:", 0) == 0) {
         auto cid = text.substr(6);
+        if (cid.find(':') != std::string::npos)
+            return make_error("{}: [{}] address '{}' already has a port; drop the port key", file.origin(), table, text);
+        if (*port < 0 || *port > 0xffffffffLL) return make_error("{}: [{}] port {} is not a vsock port", file.origin(), table, *port);
         if (cid == "0xffffffff" || cid == "4294967295" || cid == "-1") cid = "any";
-        return fmt::format("vsock:{}:{}", cid, port.value_or(8000));
+        return fmt::format("vsock:{}:{}", cid, *port);
     }
-    return fmt::format("{}:{}", text, port.value_or(8090));
+    if (*port < 0 || *port > 65535) return make_error("{}: [{}] port {} is not 0 to 65535", file.origin(), table, *port);
+    auto colons = std::count(text.begin(), text.end(), ':');
+    bool ipv6 = colons > 1 && text.front() != '[';  // a bare IPv6 literal
+    if (colons == 1 || (text.front() == '[' && text.find("]:") != std::string::npos))
+        return make_error("{}: [{}] address '{}' already has a port; drop the port key", file.origin(), table, text);
+    return ipv6 ? fmt::format("[{}]:{}", text, *port) : fmt::format("{}:{}", text, *port);
 }
 
 std::string with_mode(std::string address) {
@@ -119,12 +136,17 @@ bool socket_activated() { return std::getenv("LISTEN_FDS") != nullptr; }
 
 // The agent's largest request is Sign's 1 MiB of data (2 MiB of hex). On its local sockets every
 // app of a CVM is the same uid, so a per-client cap would let one app's idle connections lock the
-// others out; there the server's eviction of the longest-idle connection protects instead.
+// others out; there the server's eviction of idle and stalled connections protects instead.
 net::http::ServerOptions server_options(std::string_view address) {
     net::http::ServerOptions options;
     options.limits.max_body_bytes = 4 * 1024 * 1024;
     bool local = address.rfind("unix:", 0) == 0 || address.rfind("systemd", 0) == 0 || address.rfind("vsock:", 0) == 0;
-    if (local) options.max_connections_per_address = 0;
+    if (local) {
+        options.max_connections_per_address = 0;
+        // Local clients write their header at once; one still arriving after a second is a client
+        // holding places, closed when the server is full.
+        options.evict_stalled_headers_after = std::chrono::seconds(1);
+    }
     return options;
 }
 

@@ -605,6 +605,38 @@ TEST_CASE("net http server: when full and no connection is idle, a new one is re
     CHECK(out[2].find("\r\n\r\nabcd") != std::string::npos);
 }
 
+TEST_CASE("net http server: with evict_stalled_headers_after, a stalled header makes room; a body in progress does not") {
+    http::ServerOptions options;
+    options.max_connections = 2;
+    options.max_connections_per_address = 0;
+    options.header_timeout = 5s;
+    options.evict_stalled_headers_after = 200ms;
+    TcpServerFixture server(options);
+    auto out = test::run(server.io, [](std::uint16_t port) -> asio::awaitable<std::vector<std::string>> {
+        std::vector<std::string> results;
+        std::error_code ec;
+        auto header = co_await connect_from("127.0.0.2", port);
+        co_await send(*header, "GET /hello HTTP/1.1\r\n");
+        auto body = co_await connect_from("127.0.0.3", port);
+        co_await send(*body, "POST /echo HTTP/1.1\r\nContent-Length: 4\r\n\r\nab");
+        co_await pause(400ms);
+        // The header stalled for 400 ms > 200 ms: closed to make room for the new connection.
+        auto admitted = co_await connect_from("127.0.0.4", port);
+        co_await send(*admitted, "GET /hello HTTP/1.1\r\nConnection: close\r\n\r\n");
+        results.push_back(co_await test::read_to_end(*admitted, ec));
+        results.push_back(co_await test::read_to_end(*header, ec));
+        // The body in progress was not disturbed.
+        co_await send(*body, "cd");
+        co_await body->shutdown_send(ec);
+        results.push_back(co_await test::read_to_end(*body, ec));
+        co_return results;
+    }(server.port));
+    REQUIRE(out.size() == 3);
+    CHECK(out[0].rfind("HTTP/1.1 200 ", 0) == 0);
+    CHECK(out[1].empty());
+    CHECK(out[2].find("\r\n\r\nabcd") != std::string::npos);
+}
+
 TEST_CASE("net http server: read deadlines: idle keep-alive, a stalled header, empty lines") {
     http::ServerOptions options;
     options.idle_timeout = 1s;
