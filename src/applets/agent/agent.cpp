@@ -3,14 +3,13 @@
 #include "agent.hpp"
 
 #include <algorithm>
-#include <cstring>
+#include <cctype>
 
 #include <rapidjson/prettywriter.h>
 #include <rapidjson/stringbuffer.h>
 
 #include "dstack/app/report-data.hpp"
 #include "dstack/base/base64.hpp"
-#include "dstack/base/clock.hpp"
 #include "dstack/base/file.hpp"
 #include "dstack/base/hex.hpp"
 #include "dstack/base/json-reader.hpp"
@@ -67,7 +66,6 @@ Agent::Agent(BootFiles files, AgentSettings settings)
     : files_(std::move(files)), settings_(std::move(settings)) {
     root_key_.k256_key = files_.keys.k256_key;
     root_key_.k256_signature = files_.keys.k256_signature;
-    started_at_ = format_rfc3339(system_now());
 }
 
 Result<void> Agent::load_ca() {
@@ -166,6 +164,7 @@ Result<tee::Attested> Agent::attested(const tee::Fixed<64>& report_data) const {
 Result<void> Agent::check_consistency(const std::filesystem::path& runtime_log_dir) const {
     DSTACK_TRY(auto attested, this->attested(tee::Fixed<64>{}));
     DSTACK_TRY(auto quote, tee::parse_quote(attested.quote));
+    if (!quote.td_report()) return make_error("own quote: not a TD quote");
     const auto& report = *quote.td_report();
     DSTACK_TRY(auto boot, tee::replay_rtmrs(attested.boot_events));
     const tee::Fixed<48>* quoted[] = {&report.rt_mr0, &report.rt_mr1, &report.rt_mr2};
@@ -213,27 +212,31 @@ Result<app::AppInfo> Agent::app_info(const tee::Attested& attested) const {
     return info;
 }
 
+Result<std::string> Agent::tcb_info_text(const tee::Attested& attested, const app::AppInfo& info) const {
+    DSTACK_TRY(auto quote, tee::parse_quote(attested.quote));
+    if (!quote.td_report()) return make_error("own quote: not a TD quote");
+    const auto& report = *quote.td_report();
+    JsonObject tcb;
+    tcb.hex("mrtd", report.mr_td).hex("rtmr0", report.rt_mr0).hex("rtmr1", report.rt_mr1);
+    tcb.hex("rtmr2", report.rt_mr2).hex("rtmr3", report.rt_mr3);
+    tcb.hex("mr_aggregated", info.mr_aggregated).hex("os_image_hash", info.os_image_hash);
+    tcb.hex("compose_hash", info.compose_hash).hex("device_id", info.device_id);
+    DSTACK_TRY(auto events, json::read_json(tee::event_log_to_json(full_event_log(attested)), {64 * 1024 * 1024, 16}));
+    rapidjson::Value array;
+    array.CopyFrom(events.dom(), tcb.allocator());
+    tcb.value("event_log", std::move(array));
+    tcb.string("app_compose", files_.compose_text);
+    return pretty_json(tcb.document());
+}
+
 Result<Reply> Agent::info(bool external) const {
     DSTACK_TRY(auto attested, this->attested(tee::Fixed<64>{}));
     DSTACK_TRY(auto info, app_info(attested));
-    DSTACK_TRY(auto quote, tee::parse_quote(attested.quote));
-    const auto& report = *quote.td_report();
     bool hide = external && !files_.compose.public_tcbinfo;
-
     std::string tcb_info;
     if (!hide) {
-        JsonObject tcb;
-        tcb.hex("mrtd", report.mr_td).hex("rtmr0", report.rt_mr0).hex("rtmr1", report.rt_mr1);
-        tcb.hex("rtmr2", report.rt_mr2).hex("rtmr3", report.rt_mr3);
-        tcb.hex("mr_aggregated", info.mr_aggregated).hex("os_image_hash", info.os_image_hash);
-        tcb.hex("compose_hash", info.compose_hash).hex("device_id", info.device_id);
-        auto events = full_event_log(attested);
-        DSTACK_TRY(auto events_json, json::read_json(tee::event_log_to_json(events), {64 * 1024 * 1024, 16}));
-        rapidjson::Value array;
-        array.CopyFrom(events_json.dom(), tcb.allocator());
-        tcb.value("event_log", std::move(array));
-        tcb.string("app_compose", files_.compose_text);
-        tcb_info = pretty_json(tcb.document());
+        DSTACK_TRY(auto text, tcb_info_text(attested, info));
+        tcb_info = std::move(text);
     }
     JsonObject out;
     out.hex("app_id", info.app_id).hex("instance_id", info.instance_id);
@@ -256,11 +259,8 @@ Result<Reply> Agent::guest_info() const {
     // GuestApi.Info is built from the external Info: tcb_info only when public_tcbinfo.
     std::string tcb_info;
     if (files_.compose.public_tcbinfo) {
-        DSTACK_TRY(auto full, this->info(false));
-        DSTACK_TRY(auto text, full.serialize());
-        DSTACK_TRY(auto parsed, json::read_json(text, {64 * 1024 * 1024, 16}));
-        auto field = parsed.dom().FindMember("tcb_info");
-        if (field != parsed.dom().MemberEnd() && field->value.IsString()) tcb_info = field->value.GetString();
+        DSTACK_TRY(auto text, tcb_info_text(attested, info));
+        tcb_info = std::move(text);
     }
     JsonObject out;
     out.string("version", dstack::version());

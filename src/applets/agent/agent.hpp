@@ -102,6 +102,8 @@ private:
     Result<void> load_ca();
 
     Result<app::AppInfo> app_info(const tee::Attested& attested) const;
+    // Info's tcb_info: the TD's measurements, the full event log and the compose text, as JSON.
+    Result<std::string> tcb_info_text(const tee::Attested& attested, const app::AppInfo& info) const;
     // The config an attestation carries: the sys-config text (the fixture's own in fixture mode).
     std::string attestation_config() const;
     // Info.app_cert: the demo certificate chain, issued once on first use.
@@ -118,7 +120,6 @@ private:
     std::optional<crypto::Certificate> ca_cert_;
     std::unique_ptr<tee::Attester> attester_;
     std::optional<tee::Evidence> fixture_;
-    std::string started_at_;
     mutable std::mutex app_cert_mutex_;
     mutable std::mutex emit_mutex_;
     mutable std::string app_cert_;
