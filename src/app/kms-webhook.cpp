@@ -50,7 +50,8 @@ private:
 
     // The body of a 2xx answer; anything else is an error in upstream's words.
     static Result<std::string> checked_body(const std::string& url, Result<net::http::Response> response) {
-        if (!response) return std::move(response).take_error().context(fmt::format("auth api {}", url));
+        // The client's error names the method and URL: "auth api: POST http://...: timed out after 10000 ms".
+        if (!response) return std::move(response).take_error().context("auth api");
         if (response->status < 200 || response->status > 299)
             return make_error("auth api {} returned {}: {}", url, response->status,
                               printable_text(std::string_view(response->body).substr(0, quoted_body_bytes)));

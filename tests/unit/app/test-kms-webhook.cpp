@@ -210,7 +210,7 @@ TEST_CASE("kms auth webhook: malformed answers and non-2xx fail closed, and the 
     f.state->reply_body = R"({"isAllowed":true,"gatewayAppId":")" + std::string(70 * 1024, 'g') + R"(","reason":""})";
     auto huge = f.check(*webhook, boot, KmsAuthTarget::app);
     REQUIRE_FALSE(huge.ok());
-    CHECK(huge.error().message.find("auth api " + endpoint) == 0);
+    CHECK(huge.error().message.find("auth api: POST " + endpoint) == 0);
 }
 
 TEST_CASE("kms auth webhook: down (connection refused) or slow (past the timeout) is a denial, in time") {
@@ -230,7 +230,7 @@ TEST_CASE("kms auth webhook: down (connection refused) or slow (past the timeout
         REQUIRE(webhook.ok());
         auto down = net::test::run(io, (*webhook)->check(boot, KmsAuthTarget::kms));
         REQUIRE_FALSE(down.ok());
-        CHECK(down.error().message.find("auth api " + options.url + "/bootAuth/kms: ") == 0);
+        CHECK(down.error().message.find("auth api: POST " + options.url + "/bootAuth/kms: ") == 0);
         CHECK_FALSE(app::decision_or_denial(std::move(down)).allowed);
     }
 
@@ -242,7 +242,7 @@ TEST_CASE("kms auth webhook: down (connection refused) or slow (past the timeout
     auto elapsed = std::chrono::steady_clock::now() - started;
     REQUIRE_FALSE(slow.ok());
     CAPTURE(slow.error().message);
-    CHECK(slow.error().message.find("auth api " + f.url + "/bootAuth/app: ") == 0);
+    CHECK(slow.error().message == "auth api: POST " + f.url + "/bootAuth/app: timed out after 250 ms");
     CHECK(elapsed >= 240ms);
     CHECK(elapsed < 1000ms);  // the timeout, not the server, ended it
 }
