@@ -13,15 +13,6 @@ namespace {
 
 constexpr std::size_t max_seed_size = 1024;
 
-// rcgen's default serial: the first 20 bytes of SHA-256 over the subject's EC point, made
-// positive. Deterministic per key, as upstream's (a DeriveKey certificate keeps its serial).
-Bytes rcgen_serial(const crypto::P256PrivateKey& key) {
-    Bytes serial = crypto::sha256(key.public_key());
-    serial.resize(20);
-    serial[0] &= 0x7f;
-    return serial;
-}
-
 // A UTF8String name attribute: valid UTF-8 without control characters (printable_text leaves
 // exactly such text unchanged), so what a relying party displays is what the app asked for.
 Result<void> check_name_text(std::string_view what, std::string_view text) {
@@ -101,6 +92,14 @@ Result<std::string> readable_pem(Bytes der) {
 }
 
 }  // namespace
+
+// Deterministic per key, as upstream's (a DeriveKey certificate keeps its serial).
+Bytes rcgen_serial(const crypto::P256PrivateKey& key) {
+    Bytes serial = crypto::sha256(key.public_key());
+    serial.resize(20);
+    serial[0] &= 0x7f;
+    return serial;
+}
 
 Result<std::string> issue_tls_certificate(const TlsCertRequest& request, const crypto::P256PrivateKey& leaf_key,
                                           const crypto::P256PrivateKey& ca_key, const crypto::Certificate& ca_cert,

@@ -174,7 +174,10 @@ def main(h):
         r = h.run([h.dstack, "agent", "--listen", "x"])
         h.check("agent: an unknown flag: exit 2, points to --help",
                 r.rc == 2 and "--listen" in r.err and "(see dstack agent --help)" in r.err, r)
-        for applet in ["kms", "gateway", "vmm"]:
+        r = h.run([h.dstack, "kms", "serve", "--no-such-flag"])
+        h.check("kms serve: an unknown flag: exit 2, points to --help",
+                r.rc == 2 and "--no-such-flag" in r.err and "(see dstack kms --help)" in r.err, r)
+        for applet in ["gateway", "vmm"]:
             r = h.run([h.dstack, applet, "--listen", "x"])
             h.check(f"{applet}: not implemented yet, exit 2", r.rc == 2 and "not implemented yet" in r.err, r)
 

@@ -76,9 +76,11 @@ for applet in "${APPLETS[@]}"; do
 done
 
 # Applets whose issue has not landed must say so and fail, never pretend.
-for applet in gateway kms vmm; do
+for applet in gateway vmm; do
   check "dstack $applet without --help says not implemented, exit 2" output_has 2 'not implemented yet' "$DSTACK" "$applet"
 done
+# The KMS without arguments: a usage error naming its subcommands (it never starts serving unasked).
+check "dstack kms without arguments: exit 2 naming its subcommands" output_has 2 'subcommands: bootstrap' "$DSTACK" kms
 # The agent is implemented: off a TDX guest it fails and says how to run the simulator.
 check "dstack agent off a TDX guest fails pointing to --simulator" output_has 1 'agent --simulator DIR' "$DSTACK" agent
 

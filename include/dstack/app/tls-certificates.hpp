@@ -74,6 +74,9 @@ Result<std::string> issue_tls_certificate(const TlsCertRequest& request, const c
                                           const crypto::P256PrivateKey& ca_key, const crypto::Certificate& ca_cert,
                                           UnixSeconds now);
 
+// rcgen's default serial: the first 20 bytes of SHA-256 over the key's EC point, made positive.
+Bytes rcgen_serial(const crypto::P256PrivateKey& key);
+
 // The report_data an RA-TLS certificate's attestation (extension 1.8) commits to:
 // SHA-512("ratls-cert:" || DER SubjectPublicKeyInfo), upstream's QuoteContentType::RaTlsCert.
 ReportData ratls_report_data(ByteView spki_der);

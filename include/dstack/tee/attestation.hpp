@@ -58,6 +58,11 @@ Result<Bytes> encode_v1_attestation(const Evidence& evidence);
 // field for the version), else V1.
 Result<Bytes> encode_versioned_attestation(const Evidence& evidence);
 
+// A versioned attestation (V0 or V1 bytes) in the form RA-TLS certificates carry it, as upstream's
+// into_stripped: of the boot events only RTMR0's ACPI DATA ones (digest kept), the runtime events
+// with their digests cleared (verifiers recompute them); re-encoded as encode_versioned_attestation.
+Result<Bytes> strip_attestation_for_certificate(ByteView versioned);
+
 // Sniffs the input: raw quote, hex (optional 0x, whitespace ignored), V0 attestation (raw or
 // hex; first byte 0x00), V1 attestation (raw or hex; first byte a MessagePack map marker), GetQuote JSON ({"quote","event_log",...}), {"attestation": hex}, RA-TLS certificate PEM
 // (extension 1.3.6.1.4.1.62397.1.8, else the legacy 1.1 quote + 1.2 event log).

@@ -10,7 +10,7 @@
 #include "dstack/base/log.hpp"
 #include "dstack/crypto/random.hpp"
 #include "event-log-forms.hpp"
-#include "json-object.hpp"
+#include "support/json-object.hpp"
 
 namespace dstack::applets::agent {
 

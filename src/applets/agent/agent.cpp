@@ -19,7 +19,7 @@
 #include "dstack/crypto/hash.hpp"
 #include "dstack/tee/quote.hpp"
 #include "event-log-forms.hpp"
-#include "json-object.hpp"
+#include "support/json-object.hpp"
 
 namespace dstack::applets::agent {
 

@@ -14,7 +14,7 @@
 #include <sstream>
 
 #include "dstack/base/file.hpp"
-#include "json-object.hpp"
+#include "support/json-object.hpp"
 
 namespace dstack::applets::agent {
 

@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstdio>
 
+#include <asio/post.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
@@ -73,15 +74,31 @@ Result<void> Daemon::listen(const std::vector<std::string>& addresses, net::http
     auto before = listeners_.size();
     DSTACK_CHECK(listen(addresses));
     services_.resize(before);
-    services_.resize(listeners_.size(), Service{std::move(handler), std::move(options)});
+    services_.resize(listeners_.size(), Service{std::move(handler), std::move(options), nullptr});
+    return {};
+}
+
+Result<void> Daemon::listen_tls(const std::vector<std::string>& addresses, net::http::Handler handler,
+                                net::http::ServerOptions options, std::shared_ptr<net::tls::ServerContext> tls_context) {
+    if (!tls_context) return make_error("listen_tls: no TLS context");
+    auto before = listeners_.size();
+    DSTACK_CHECK(listen(addresses));
+    services_.resize(before);
+    services_.resize(listeners_.size(), Service{std::move(handler), std::move(options), std::move(tls_context)});
     return {};
 }
 
 int Daemon::serve_http(net::http::Handler handler, net::http::ServerOptions options,
                        std::shared_ptr<net::tls::ServerContext> tls_context) {
-    services_.assign(listeners_.size(), Service{std::move(handler), std::move(options)});
+    services_.assign(listeners_.size(), Service{std::move(handler), std::move(options), nullptr});
     tls_context_ = std::move(tls_context);
     return serve();
+}
+
+void Daemon::stop() {
+    asio::post(runtime_.executor(), [this] {
+        for (auto& listener : listeners_) listener->close();
+    });
 }
 
 int Daemon::serve() {
@@ -99,7 +116,8 @@ int Daemon::serve() {
     for (std::size_t i = 0; i < listeners_.size(); ++i) {
         auto& listener = listeners_[i];
         fmt::print("{}: listening on {}\n", name_, listener->description());
-        runtime_.spawn(serve_then_count(*listener, services_[i].handler, services_[i].options, tls_context, serving, &runtime_),
+        auto context = services_[i].tls_context ? services_[i].tls_context : tls_context;
+        runtime_.spawn(serve_then_count(*listener, services_[i].handler, services_[i].options, context, serving, &runtime_),
                        fmt::format("{} on {}", name_, listener->description()));
     }
     std::fflush(stdout);

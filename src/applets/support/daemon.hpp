@@ -29,12 +29,17 @@ public:
     // services, one per socket, each with the limits that fit its clients).
     Result<void> listen(const std::vector<std::string>& addresses, net::http::Handler handler,
                         net::http::ServerOptions options);
+    // The same over TLS (each connection's handshake first).
+    Result<void> listen_tls(const std::vector<std::string>& addresses, net::http::Handler handler,
+                            net::http::ServerOptions options, std::shared_ptr<net::tls::ServerContext> tls_context);
 
     // Serves HTTP on every listener until stopped; returns the exit status (0 after a graceful stop).
     int serve_http(net::http::Handler handler, net::http::ServerOptions options,
                    std::shared_ptr<net::tls::ServerContext> tls_context = nullptr);
     // The same, each listener with the handler and options it was given.
     int serve();
+    // Closes every listener from any thread (a handler's "finish"): serve() then drains and returns 0.
+    void stop();
 
 private:
     std::string name_;
@@ -43,6 +48,7 @@ private:
     struct Service {
         net::http::Handler handler;
         net::http::ServerOptions options;
+        std::shared_ptr<net::tls::ServerContext> tls_context;  // null: plain, or the daemon-wide one
     };
     std::vector<Service> services_;  // parallel to listeners_
     std::shared_ptr<net::tls::ServerContext> tls_context_;

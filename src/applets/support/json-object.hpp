@@ -10,7 +10,7 @@
 #include "dstack/base/bytes.hpp"
 #include "dstack/net/prpc-message.hpp"
 
-namespace dstack::applets::agent {
+namespace dstack::applets {
 
 class JsonObject {
 public:
@@ -54,4 +54,4 @@ private:
     rapidjson::Document document_;
 };
 
-}  // namespace dstack::applets::agent
+}  // namespace dstack::applets

@@ -1,0 +1,40 @@
+// A client of the guest agent's dstack.sock API for the daemons that run in a CVM beside it (the
+// KMS, and next the gateway): they attest their own keys through the agent, as upstream's do
+// (spec/kms.md §1.5, §6.1), instead of each holding the TEE themselves.
+#pragma once
+
+#include <string>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/awaitable.hpp>
+
+#include "dstack/app/report-data.hpp"
+#include "dstack/base/bytes.hpp"
+#include "dstack/base/result.hpp"
+
+namespace dstack::app {
+
+// Attestations carry event logs; upstream's are tens of KiB, a busy app's log a few MiB.
+inline constexpr std::size_t max_agent_response_bytes = 16 * 1024 * 1024;
+
+class AgentClient {
+public:
+    // "unix:/path", "http://host:port", or anything net::http::parse_url takes.
+    explicit AgentClient(std::string address) : address_(std::move(address)) {}
+    // $DSTACK_AGENT_ADDRESS, else unix:/var/run/dstack/dstack.sock when it exists, else
+    // unix:/var/run/dstack.sock (upstream's order).
+    static std::string default_address();
+
+    const std::string& address() const { return address_; }
+
+    // Attest{report_data}: the versioned attestation bytes (V0 or V1) for these 64 bytes.
+    asio::awaitable<Result<Bytes>> attest(asio::any_io_executor executor, ReportData report_data) const;
+    // Info().vm_config: the VM configuration JSON text the host gave this CVM ("" when none).
+    asio::awaitable<Result<std::string>> vm_config(asio::any_io_executor executor) const;
+
+private:
+    asio::awaitable<Result<std::string>> call(asio::any_io_executor executor, std::string method, std::string body) const;
+    std::string address_;
+};
+
+}  // namespace dstack::app

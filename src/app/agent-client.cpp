@@ -1,0 +1,69 @@
+#include "dstack/app/agent-client.hpp"
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "dstack/base/hex.hpp"
+#include "dstack/base/json-reader.hpp"
+#include "dstack/net/http-client.hpp"
+
+namespace dstack::app {
+
+std::string AgentClient::default_address() {
+    if (const char* env = std::getenv("DSTACK_AGENT_ADDRESS"); env && *env) return env;
+    std::error_code ec;
+    if (std::filesystem::exists("/var/run/dstack/dstack.sock", ec)) return "unix:/var/run/dstack/dstack.sock";
+    return "unix:/var/run/dstack.sock";
+}
+
+asio::awaitable<Result<std::string>> AgentClient::call(asio::any_io_executor executor, std::string method,
+                                                       std::string body) const {
+    auto url = net::http::parse_url(address_);
+    if (!url) co_return url.error().context(fmt::format("guest agent address '{}'", address_));
+    net::http::Request request;
+    request.method = "POST";
+    std::string base = url->target == "/" ? "" : url->target;
+    while (!base.empty() && base.back() == '/') base.pop_back();
+    request.target = fmt::format("{}/{}", base, method);
+    request.headers.set("Content-Type", "application/json");
+    request.body = std::move(body);
+    net::http::ClientOptions options;
+    options.total_timeout = std::chrono::seconds(30);
+    options.max_response_bytes = max_agent_response_bytes;
+    auto response = co_await net::http::send_request(executor, url->endpoint, std::move(request), options);
+    std::string where = fmt::format("guest agent {} {}", url->endpoint.description(), method);
+    if (!response) co_return response.error().context(where);
+    if (response->status != 200) {
+        co_return make_error("{}: HTTP {}: {}", where, response->status, response->body.substr(0, 512));
+    }
+    co_return std::move(response->body);
+}
+
+asio::awaitable<Result<Bytes>> AgentClient::attest(asio::any_io_executor executor, ReportData report_data) const {
+    auto body = co_await call(executor, "Attest", fmt::format(R"({{"report_data":"{}"}})", hex_encode(report_data)));
+    if (!body) co_return std::move(body).take_error();
+    auto document = json::read_json(*body, {max_agent_response_bytes, 8});
+    if (!document) co_return document.error().context("guest agent Attest response");
+    auto object = document->root().object();
+    if (!object) co_return object.error().context("guest agent Attest response");
+    auto attestation = object->hex("attestation");
+    if (!attestation) co_return attestation.error().context("guest agent Attest response");
+    if (attestation->empty()) co_return make_error("guest agent Attest response: empty attestation");
+    co_return std::move(*attestation);
+}
+
+asio::awaitable<Result<std::string>> AgentClient::vm_config(asio::any_io_executor executor) const {
+    auto body = co_await call(executor, "Info", "{}");
+    if (!body) co_return std::move(body).take_error();
+    auto document = json::read_json(*body, {max_agent_response_bytes, 16});
+    if (!document) co_return document.error().context("guest agent Info response");
+    auto object = document->root().object();
+    if (!object) co_return object.error().context("guest agent Info response");
+    auto value = object->optional("vm_config");
+    if (!value) co_return std::string();
+    auto text = value->string();
+    if (!text) co_return text.error().context("guest agent Info response");
+    co_return std::move(*text);
+}
+
+}  // namespace dstack::app

@@ -1,0 +1,240 @@
+#include "kms.hpp"
+
+#include <fmt/format.h>
+
+#include "dstack/app/kms-keys.hpp"
+#include "dstack/app/kms-requests.hpp"
+#include "dstack/base/clock.hpp"
+#include "dstack/base/hex.hpp"
+#include "dstack/base/log.hpp"
+#include "dstack/base/version.hpp"
+#include "support/json-object.hpp"
+
+namespace dstack::applets::kms {
+
+using net::prpc::Call;
+using net::prpc::Reply;
+
+Result<std::shared_ptr<Kms>> Kms::create(Settings settings, app::KmsKeys keys, std::shared_ptr<app::Verifier> verifier,
+                                         std::shared_ptr<app::KmsAuthorizer> authorizer) {
+    std::shared_ptr<Kms> kms(new Kms(std::move(keys)));
+    kms->agent_ = app::AgentClient(settings.agent_address.empty() ? app::AgentClient::default_address() : settings.agent_address);
+    DSTACK_TRY(auto registry, app::AppEpochRegistry::open(settings.cert_dir));
+    kms->registry_ = std::move(registry);
+    kms->settings_ = std::move(settings);
+    kms->verifier_ = std::move(verifier);
+    kms->authorizer_ = std::move(authorizer);
+    return kms;
+}
+
+asio::awaitable<Result<app::KmsAuthDecision>> Kms::authorize(const app::BootInfo& boot_info, app::KmsAuthTarget target) const {
+    auto decision = co_await authorizer_->check(boot_info, target);
+    if (!decision) {
+        metrics_.denials++;
+        co_return std::move(decision).take_error();
+    }
+    if (!decision->allowed) metrics_.denials++;
+    co_return decision;
+}
+
+asio::awaitable<Result<app::BootInfo>> Kms::self_boot_info() const {
+    {
+        std::lock_guard lock(self_mutex_);
+        if (self_boot_info_) co_return *self_boot_info_;
+    }
+    auto info = co_await own_boot_info(agent_, *verifier_);
+    if (!info) co_return std::move(info).take_error();
+    std::lock_guard lock(self_mutex_);
+    self_boot_info_ = *info;
+    co_return std::move(*info);
+}
+
+asio::awaitable<Result<void>> Kms::ensure_self_allowed() const {
+    if (!settings_.enforce_self_authorization) co_return Result<void>();
+    auto info = co_await self_boot_info();
+    if (!info) co_return info.error().context("KMS self authorization failed");
+    auto decision = co_await authorize(*info, app::KmsAuthTarget::kms);
+    if (!decision) co_return decision.error().context("KMS self authorization failed");
+    if (!decision->allowed) {
+        co_return make_error("KMS self authorization failed: KMS is not allowed: {}", decision->reason);
+    }
+    co_return Result<void>();
+}
+
+asio::awaitable<Result<app::AttestedPeer>> Kms::attested_caller(const Call& call, bool boot_time) const {
+    static const std::vector<Bytes> none;
+    const auto& chain = call.connection.tls ? call.connection.tls->peer_chain_der : none;
+    auto evidence = app::peer_evidence(chain, keys_.tmp_ca_cert);
+    if (!evidence) co_return std::move(evidence).take_error();
+    co_return co_await app::verify_attested_peer(*verifier_, *evidence, boot_time);
+}
+
+asio::awaitable<Result<Reply>> Kms::get_app_key(const Call& call) const {
+    auto args = app::decode_get_app_key(call);
+    if (!args) co_return std::move(args).take_error();
+    if (auto self = co_await ensure_self_allowed(); !self) co_return std::move(self).take_error();
+    auto peer = co_await attested_caller(call, false);
+    if (!peer) co_return std::move(peer).take_error();
+    auto info = boot_info_of(*peer, args->vm_config);
+    if (!info) co_return std::move(info).take_error();
+    auto decision = co_await authorize(*info, app::KmsAuthTarget::app);
+    if (!decision) co_return decision.error().context("App not allowed");
+    if (!decision->allowed) co_return make_error("App not allowed: Boot denied: {}", decision->reason);
+
+    auto epoch = registry_->epoch_for_app(info->app_id, decision->key_epoch, keys_);
+    if (!epoch) co_return std::move(epoch).take_error();
+    const auto* root = keys_.epoch(*epoch);
+    if (!root) co_return make_error("key epoch {} does not exist on this KMS (it has 0 to {})", *epoch, keys_.epochs.size() - 1);
+    auto keys = app::derive_kms_app_keys(*root, info->app_id, info->instance_id);
+    if (!keys) co_return std::move(keys).take_error();
+
+    JsonObject out;
+    out.string("ca_cert", root->ca_cert.pem());
+    out.hex("disk_crypt_key", keys->disk_crypt_key);
+    out.hex("env_crypt_key", keys->env_crypt_key);
+    out.hex("k256_key", keys->k256_key);
+    out.hex("k256_signature", keys->k256_signature);
+    out.string("tproxy_app_id", decision->gateway_app_id);
+    out.string("gateway_app_id", decision->gateway_app_id);
+    out.hex("os_image_hash", info->os_image_hash);
+    out.number("key_epoch", *epoch);
+    metrics_.keys_released++;
+    log::info("released the keys of app {} instance {} (epoch {}, compose {})", hex_encode(info->app_id),
+              hex_encode(info->instance_id), *epoch, hex_encode(info->compose_hash));
+    co_return out.reply();
+}
+
+asio::awaitable<Result<Reply>> Kms::get_app_env_encrypt_pub_key(const Call& call) const {
+    auto app_id = app::decode_app_id(call);
+    if (!app_id) co_return std::move(app_id).take_error();
+    if (auto self = co_await ensure_self_allowed(); !self) co_return std::move(self).take_error();
+    // Public: the epoch the app has (or would get), without recording anything.
+    auto epoch = registry_->peek_epoch_for_app(*app_id, keys_);
+    const auto* root = keys_.epoch(epoch);
+    if (!root) co_return make_error("key epoch {} does not exist on this KMS", epoch);
+    auto signed_key = app::sign_env_encrypt_public_key(*root, *app_id, static_cast<std::uint64_t>(system_now()));
+    if (!signed_key) co_return std::move(signed_key).take_error();
+    JsonObject out;
+    out.hex("public_key", signed_key->public_key);
+    out.hex("signature", signed_key->signature);
+    out.number("timestamp", signed_key->timestamp);
+    out.hex("signature_v1", signed_key->signature_v1);
+    co_return out.reply();
+}
+
+asio::awaitable<Result<Reply>> Kms::get_meta(const Call&) const {
+    JsonObject out;
+    const auto& base = keys_.epochs.front();
+    out.string("ca_cert", base.ca_cert.pem());
+    bool dev = authorizer_->kind() == "dev";
+    out.boolean("allow_any_upgrade", dev);
+    out.hex("k256_pubkey", base.k256_key.public_key_compressed());
+    rapidjson::Value bootstrap;  // null
+    if (keys_.bootstrap_info) {
+        rapidjson::Document parsed(&out.allocator());
+        JsonObject info;
+        info.hex("ca_pubkey", keys_.bootstrap_info->ca_pubkey);
+        info.hex("k256_pubkey", keys_.bootstrap_info->k256_pubkey);
+        info.hex("attestation", keys_.bootstrap_info->attestation);
+        bootstrap.CopyFrom(info.document(), out.allocator());
+    }
+    out.value("bootstrap_info", std::move(bootstrap));
+    out.boolean("is_dev", dev);
+    auto info = co_await authorizer_->info();
+    auto optional_string = [&](std::string_view name, const std::optional<std::string>& value) {
+        if (value) out.string(name, *value);
+        else out.value(name, rapidjson::Value());
+    };
+    if (info) {
+        out.string("gateway_app_id", info->gateway_app_id);
+        optional_string("kms_contract_address", info->kms_contract_address);
+        if (info->chain_id) out.number("chain_id", *info->chain_id);
+        else out.value("chain_id", rapidjson::Value());
+        optional_string("app_auth_implementation", info->app_implementation);
+    } else {
+        // Upstream fails GetMeta when its webhook has no info; ours still answers, saying why.
+        log::warn("GetMeta: authorization info: {}", info.error().message);
+        for (auto name : {"gateway_app_id", "kms_contract_address", "chain_id", "app_auth_implementation"})
+            out.value(name, rapidjson::Value());
+    }
+    // Ours, after upstream's fields.
+    out.string("auth_api", authorizer_->kind());
+    rapidjson::Value epochs(rapidjson::kArrayType);
+    for (const auto& root : keys_.epochs) {
+        JsonObject entry;
+        entry.number("epoch", root.epoch);
+        entry.hex("ca_pubkey", root.ca_key.spki_der());
+        entry.hex("k256_pubkey", root.k256_key.public_key_compressed());
+        rapidjson::Value copy;
+        copy.CopyFrom(entry.document(), out.allocator());
+        epochs.PushBack(std::move(copy), out.allocator());
+    }
+    out.value("key_epochs", std::move(epochs));
+    out.boolean("os_image_verified", false);
+    co_return out.reply();
+}
+
+asio::awaitable<Result<Reply>> Kms::get_kms_key(const Call& call) const {
+    auto args = app::decode_get_kms_key(call);
+    if (!args) co_return std::move(args).take_error();
+    if (auto self = co_await ensure_self_allowed(); !self) co_return std::move(self).take_error();
+    auto peer = co_await attested_caller(call, false);
+    if (!peer) co_return std::move(peer).take_error();
+    auto info = boot_info_of(*peer, args->vm_config);
+    if (!info) co_return std::move(info).take_error();
+    auto decision = co_await authorize(*info, app::KmsAuthTarget::kms);
+    if (!decision) co_return decision.error().context("KMS not allowed");
+    if (!decision->allowed) co_return make_error("KMS not allowed: Boot denied: {}", decision->reason);
+
+    JsonObject out;
+    out.string("temp_ca_key", keys_.tmp_ca_key.pkcs8_pem());
+    rapidjson::Value sets(rapidjson::kArrayType);
+    for (const auto& root : keys_.epochs) {
+        JsonObject entry;
+        entry.string("ca_key", root.ca_key.pkcs8_pem());
+        entry.hex("k256_key", root.k256_key.scalar());
+        if (args->all_epochs) entry.number("epoch", root.epoch);
+        rapidjson::Value copy;
+        copy.CopyFrom(entry.document(), out.allocator());
+        sets.PushBack(std::move(copy), out.allocator());
+        if (!args->all_epochs) break;  // upstream's receivers take exactly one key set: epoch 0
+    }
+    out.value("keys", std::move(sets));
+    metrics_.keys_released++;
+    log::warn("handed the root keys ({} epoch(s)) to KMS instance {} (mr_aggregated {})",
+              args->all_epochs ? keys_.epochs.size() : 1, hex_encode(info->instance_id), hex_encode(info->mr_aggregated));
+    co_return out.reply();
+}
+
+asio::awaitable<Result<Reply>> Kms::get_temp_ca_cert(const Call&) const {
+    if (auto self = co_await ensure_self_allowed(); !self) co_return std::move(self).take_error();
+    JsonObject out;
+    out.string("temp_ca_cert", keys_.tmp_ca_cert.pem());
+    out.string("temp_ca_key", keys_.tmp_ca_key.pkcs8_pem());
+    out.string("ca_cert", keys_.epochs.front().ca_cert.pem());
+    co_return out.reply();
+}
+
+asio::awaitable<Result<Reply>> Kms::sign_cert(const Call&) const {
+    co_return make_error("not implemented: SignCert (KMS-issued app certificates) is not in this build yet");
+}
+
+std::string Kms::metrics_text() const {
+    std::string out;
+    auto counter = [&](std::string_view name, std::string_view help, std::uint64_t value) {
+        out += fmt::format("# HELP {} {}\n# TYPE {} counter\n{} {}\n", name, help, name, name, value);
+    };
+    counter("dstack_kms_attestation_requests_total", "Requests to the methods that verify a caller's attestation.",
+            metrics_.attestation_requests.load());
+    counter("dstack_kms_attestation_failures_total", "Of those, the ones answered with an error.",
+            metrics_.attestation_failures.load());
+    counter("dstack_kms_keys_released_total", "Key sets released (app keys and root keys).", metrics_.keys_released.load());
+    counter("dstack_kms_authorization_denials_total", "Authorization checks that denied or failed.", metrics_.denials.load());
+    out += fmt::format("# HELP dstack_kms_key_epochs Root-key epochs this KMS holds.\n# TYPE dstack_kms_key_epochs gauge\n"
+                       "dstack_kms_key_epochs {}\n", keys_.epochs.size());
+    out += fmt::format("# HELP dstack_kms_info Build and authorization mode.\n# TYPE dstack_kms_info gauge\n"
+                       "dstack_kms_info{{version=\"{}\",auth_api=\"{}\"}} 1\n", version(), authorizer_->kind());
+    return out;
+}
+
+}  // namespace dstack::applets::kms

@@ -1,0 +1,358 @@
+#!/usr/bin/env python3
+"""`dstack kms` end to end on loopback with the simulated TEE: bootstrap, the RA-TLS service read
+by curl and openssl, app keys through the guest-side client (deterministic across calls, restarts
+and an onboarded second KMS), encrypted env, /metrics through a Prometheus parser, the policy file
+and a webhook (allow, deny with reasons, down, slow, garbage), and attacks that must release
+nothing.
+
+The KMS and the apps each run a `dstack agent --simulator` of their own; they share one simulated
+"Intel" PKI (copied before the apps' agents first start), as CVMs of one platform share Intel's.
+
+    test_kms.py BUILD_DIR
+"""
+
+import hashlib
+import http.server
+import json
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import threading
+import time
+
+import harness
+
+KEY_FILES = ["root-ca.key", "root-ca.crt", "root-k256.key", "tmp-ca.key", "tmp-ca.crt", "rpc.key", "rpc.crt"]
+SECRET_FILES = ["root-ca.key", "root-k256.key", "tmp-ca.key", "rpc.key"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Platform:
+    """One simulated machine: agents whose quotes verify against one PKI."""
+
+    def __init__(self, h, name):
+        self.h = h
+        self.dir = h.tmpdir(name)
+        self.agents = []
+
+    def agent_dir(self, name):
+        path = os.path.join(self.dir, name)
+        os.makedirs(os.path.join(path, "tee"), exist_ok=True)
+        if self.agents:  # share the first agent's PKI (not its TD identity)
+            source = os.path.join(self.agents[0], "tee")
+            for entry in os.listdir(source):
+                if entry.endswith((".pem", ".key", ".crl.der")) or entry == "collateral.json":
+                    shutil.copy2(os.path.join(source, entry), os.path.join(path, "tee", entry))
+        self.agents.append(path)
+        return path
+
+    @property
+    def root(self):
+        return os.path.join(self.agents[0], "tee", "root.pem")
+
+    @property
+    def collateral(self):
+        return os.path.join(self.agents[0], "tee", "collateral.json")
+
+
+def agent(h, sim_dir, name):
+    return h.server([h.dstack, "agent", "--simulator", sim_dir], count=4, name=name, timeout=30)
+
+
+def agent_socket(sim_dir):
+    return "unix:" + os.path.join(sim_dir, "dstack.sock")
+
+
+def attestation_flags(platform):
+    return ["--trust-root", platform.root, "--collateral", platform.collateral]
+
+
+def kms_server(h, cert_dir, platform, kms_agent, *extra, name="kms", port=None):
+    port = port or free_port()
+    cmd = [h.dstack, "kms", "serve", "--cert-dir", cert_dir, "--agent", agent_socket(kms_agent),
+           "--listen", f"127.0.0.1:{port}", *attestation_flags(platform), *extra]
+    return h.server(cmd, name=name, timeout=30)
+
+
+def kms_url(server):
+    return f"https://127.0.0.1:{server.address.port}"
+
+
+def curl_kms(h, server, method, body=None, extra=()):
+    cmd = ["curl", "-sS", "-k", "--max-time", "20", "-w", "\n%{http_code}", *extra]
+    if body is not None:
+        cmd += ["-H", "Content-Type: application/json", "--data-binary", json.dumps(body)]
+    cmd.append(f"{kms_url(server)}/prpc/{method}?json")
+    r = h.run(cmd, timeout=30)
+    harness.expect(r.rc == 0, f"curl failed: {r}")
+    text, _, status = r.out.rpartition("\n")
+    return int(status), text
+
+
+def get_app_key(h, server, app_agent, *extra):
+    return h.run([h.dstack, "kms", "get-app-key", "--kms", kms_url(server), "--agent", agent_socket(app_agent), *extra],
+                 timeout=60)
+
+
+def app_keys(h, server, app_agent):
+    r = get_app_key(h, server, app_agent)
+    harness.expect(r.rc == 0, f"get-app-key failed: {r}")
+    return json.loads(r.out)
+
+
+def verify_json(h, platform, path):
+    r = h.run([h.dstack, "verify", "--json", *attestation_flags(platform), path])
+    harness.expect(r.rc == 0, f"verify: {r}")
+    return json.loads(r.out)
+
+
+def identity_of(h, platform, sim_dir):
+    """The agent's app_info (as policies see it), from its own attestation."""
+    sock = os.path.join(sim_dir, "dstack.sock")
+    r = h.run(["curl", "-sS", "--unix-socket", sock, "-X", "POST", "-H", "Content-Type: application/json",
+               "-d", json.dumps({"report_data": "00" * 64}), "http://localhost/Attest"])
+    harness.expect(r.rc == 0, r)
+    path = os.path.join(h.tmp, f"attestation-{os.path.basename(sim_dir)}.bin")
+    with open(path, "wb") as f:
+        f.write(bytes.fromhex(json.loads(r.out)["attestation"]))
+    info = verify_json(h, platform, path)["app_info"]
+    if not info["os_image_hash"]:  # measured only by KMS-mode apps; else the VM config's claim decides
+        r = h.run(["curl", "-sS", "--unix-socket", sock, "-X", "POST", "-H", "Content-Type: application/json", "-d", "{}",
+                   "http://localhost/Info"])
+        harness.expect(r.rc == 0, r)
+        info["os_image_hash"] = json.loads(json.loads(r.out)["vm_config"])["os_image_hash"]
+    return info
+
+
+def write_policy(path, kms_identities, app_identities, **overrides):
+    policy = {
+        "gatewayAppId": "test-gateway",
+        "osImages": sorted({i["os_image_hash"] for i in kms_identities + app_identities}),
+        "kms": {"mrAggregated": [i["mr_aggregated"] for i in kms_identities], "devices": [], "allowAnyDevice": True},
+        "apps": {i["app_id"]: {"composeHashes": [i["compose_hash"]], "devices": [], "allowAnyDevice": True}
+                 for i in app_identities},
+    }
+    policy.update(overrides)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(policy, f)
+    os.replace(tmp, path)
+    return policy
+
+
+class Webhook:
+    """upstream's auth API on loopback: decides by a function of (route, body); may be slow."""
+
+    def __init__(self, decide):
+        self.decide = decide
+        self.requests = []
+        self.delay = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self._reply(200, {"status": "ok", "kmsContractAddr": "0x" + "00" * 20, "gatewayAppId": "hook-gateway",
+                                  "chainId": 1337, "appImplementation": "0x" + "11" * 20})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append((self.path, body))
+                if outer.delay:
+                    time.sleep(outer.delay)
+                status, reply = outer.decide(self.path, body)
+                self._reply(status, reply)
+
+            def _reply(self, status, reply):
+                data = reply if isinstance(reply, bytes) else json.dumps(reply).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    self.wfile.write(data)
+                except OSError:
+                    pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def main(h):
+    platform = Platform(h, "platform")
+    kms_agent = platform.agent_dir("kms-agent")
+    with agent(h, kms_agent, "kms agent"):
+        app_agent = platform.agent_dir("app-agent")
+        kms2_agent = platform.agent_dir("kms2-agent")
+        with agent(h, app_agent, "app agent"), agent(h, kms2_agent, "kms2 agent"):
+            run_with_agents(h, platform, kms_agent, app_agent, kms2_agent)
+
+
+def run_with_agents(h, platform, kms_agent, app_agent, kms2_agent):
+    certs = h.tmpdir("kms-certs")
+    kms_identity = identity_of(h, platform, kms_agent)
+    kms2_identity = identity_of(h, platform, kms2_agent)
+    app_identity = identity_of(h, platform, app_agent)
+    policy = os.path.join(h.tmp, "policy.json")
+    write_policy(policy, [kms_identity, kms2_identity], [app_identity])
+    policy_flags = ["--auth", "policy", "--auth-policy", policy]
+
+    with h.case("bootstrap: upstream's files, keys 0600, bootstrap info whose attestation commits to the keys"):
+        r = h.run([h.dstack, "kms", "bootstrap", "--cert-dir", certs, "--domain", "127.0.0.1",
+                   "--agent", agent_socket(kms_agent), *attestation_flags(platform), *policy_flags])
+        harness.expect(r.rc == 0, r)
+        info = json.loads(r.out)
+        for name in KEY_FILES + ["bootstrap-info.json"]:
+            harness.expect(os.path.exists(os.path.join(certs, name)), f"{name} missing")
+        for name in SECRET_FILES:
+            mode = stat.S_IMODE(os.stat(os.path.join(certs, name)).st_mode)
+            harness.expect(mode == 0o600, f"{name}: mode {oct(mode)}")
+        harness.expect(len(bytes.fromhex(info["k256_pubkey"])) == 33, info)
+        harness.expect(os.path.getsize(os.path.join(certs, "root-k256.key")) == 32, "root-k256.key is not 32 bytes")
+        expected = keccak_bootstrap(info["ca_pubkey"], info["k256_pubkey"])
+        path = os.path.join(h.tmp, "bootstrap-attestation.bin")
+        with open(path, "wb") as f:
+            f.write(bytes.fromhex(info["attestation"]))
+        verdict = verify_json(h, platform, path)
+        harness.expect(verdict["verdict"] == "VALID", verdict.get("reason"))
+        harness.expect(verdict["quote"]["report_data"] == expected.hex() + "00" * 32,
+                       f"report data {verdict['quote']['report_data']} is not the keys' commitment")
+
+    with h.case("bootstrap: a second bootstrap into the same directory is refused"):
+        r = h.run([h.dstack, "kms", "bootstrap", "--cert-dir", certs, "--domain", "127.0.0.1",
+                   "--agent", agent_socket(kms_agent), *attestation_flags(platform), *policy_flags])
+        harness.expect(r.rc != 0 and "already been bootstrapped" in r.err, r)
+
+    with kms_server(h, certs, platform, kms_agent, *policy_flags) as server:
+        with h.case("GetMeta and GetTempCaCert with curl; the server certificate chains to the root CA and says kms:rpc"):
+            status, text = curl_kms(h, server, "KMS.GetMeta")
+            harness.expect(status == 200, text)
+            meta = json.loads(text)
+            harness.expect(meta["is_dev"] is False and meta["auth_api"] == "policy", meta)
+            harness.expect(len(bytes.fromhex(meta["k256_pubkey"])) == 33, meta)
+            harness.expect(meta["key_epochs"][0]["epoch"] == 0, meta)
+            status, text = curl_kms(h, server, "GetTempCaCert")
+            harness.expect(status == 200, text)
+            temp = json.loads(text)
+            harness.expect(temp["ca_cert"] == meta["ca_cert"], "GetTempCaCert's ca_cert differs from GetMeta's")
+            ca = os.path.join(h.tmp, "root-ca.pem")
+            with open(ca, "w") as f:
+                f.write(temp["ca_cert"])
+            r = h.run(["openssl", "s_client", "-connect", f"127.0.0.1:{server.address.port}", "-CAfile", ca,
+                       "-verify_return_error", "-brief"], stdin="")
+            harness.expect(r.rc == 0 and "Verification: OK" in (r.out + r.err), r)
+
+        with h.case("get-app-key: keys of upstream's sizes, the same on every call"):
+            first = app_keys(h, server, app_agent)
+            again = app_keys(h, server, app_agent)
+            for name, size in [("disk_crypt_key", 32), ("env_crypt_key", 32), ("k256_key", 32), ("k256_signature", 65)]:
+                harness.expect(len(bytes.fromhex(first[name])) == size, f"{name}: {first[name]}")
+                harness.expect(first[name] == again[name], f"{name} differs between two calls")
+            harness.expect(first["gateway_app_id"] == "test-gateway", first)
+            harness.expect(first["key_provider"]["Kms"]["pubkey"] == bytes_of_spki(h, meta), first["key_provider"])
+
+        with h.case("/metrics: a Prometheus parser reads the counters"):
+            status, text = curl_kms_path(h, server, "/metrics")
+            harness.expect(status == 200, text)
+            families = parse_prometheus(text)
+            harness.expect(families["dstack_kms_attestation_requests"] >= 2, families)
+            harness.expect("dstack_kms_keys_released" in families, families)
+
+        with h.case("GetAppKey without a client certificate: 'No attestation provided', nothing released"):
+            status, text = curl_kms(h, server, "GetAppKey", {"api_version": 1, "vm_config": ""})
+            harness.expect(status == 400 and "No attestation provided" in text, f"{status} {text}")
+
+    with kms_server(h, certs, platform, kms_agent, *policy_flags) as server:
+        with h.case("restart: the same app keys"):
+            after = app_keys(h, server, app_agent)
+            harness.expect(all(after[k] == first[k] for k in ["disk_crypt_key", "env_crypt_key", "k256_key"]),
+                           "keys changed across a restart")
+
+
+def curl_kms_path(h, server, path):
+    r = h.run(["curl", "-sS", "-k", "--max-time", "20", "-w", "\n%{http_code}", f"{kms_url(server)}{path}"], timeout=30)
+    harness.expect(r.rc == 0, r)
+    text, _, status = r.out.rpartition("\n")
+    return int(status), text
+
+
+def parse_prometheus(text):
+    """The metrics through the Prometheus project's own text parser (Debian's python3-prometheus-client,
+    run by the system's Python, which has it)."""
+    script = ("import json, sys\n"
+              "from prometheus_client.parser import text_string_to_metric_families\n"
+              "values = {}\n"
+              "for family in text_string_to_metric_families(sys.stdin.read()):\n"
+              "    for sample in family.samples:\n"
+              "        values.setdefault(family.name, sample.value)\n"
+              "print(json.dumps(values))\n")
+    r = subprocess.run(["/usr/bin/python3", "-c", script], input=text, capture_output=True, text=True, timeout=30)
+    harness.expect(r.returncode == 0, f"the Prometheus parser refused the metrics: {r.stderr[-600:]}")
+    return json.loads(r.stdout)
+
+
+def bytes_of_spki(h, meta):
+    path = os.path.join(h.tmp, "meta-ca.pem")
+    with open(path, "w") as f:
+        f.write(meta["ca_cert"])
+    pub = subprocess.run(["openssl", "x509", "-in", path, "-pubkey", "-noout"], capture_output=True, check=True).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=pub, capture_output=True, check=True).stdout
+    return der.hex()
+
+
+def keccak256(data):
+    """Keccak-256 with the original padding (0x01), as Ethereum and dstack use it (not SHA3-256)."""
+    rc = [0x0000000000000001, 0x0000000000008082, 0x800000000000808A, 0x8000000080008000, 0x000000000000808B,
+          0x0000000080000001, 0x8000000080008081, 0x8000000000008009, 0x000000000000008A, 0x0000000000000088,
+          0x0000000080008009, 0x000000008000000A, 0x000000008000808B, 0x800000000000008B, 0x8000000000008089,
+          0x8000000000008003, 0x8000000000008002, 0x8000000000000080, 0x000000000000800A, 0x800000008000000A,
+          0x8000000080008081, 0x8000000000008080, 0x0000000080000001, 0x8000000080008008]
+    rot = [[0, 36, 3, 41, 18], [1, 44, 10, 45, 2], [62, 6, 43, 15, 61], [28, 55, 25, 21, 56], [27, 20, 39, 8, 14]]
+    mask = (1 << 64) - 1
+
+    def rol(v, n):
+        return ((v << n) | (v >> (64 - n))) & mask if n else v
+
+    rate = 136
+    padded = bytearray(data) + b"\x01" + bytes((-len(data) - 2) % rate) + b"\x80"
+    if len(padded) % rate:  # len(data) + 1 was already a multiple: 0x01 and 0x80 share a byte
+        padded = bytearray(data) + b"\x81"
+    state = [[0] * 5 for _ in range(5)]
+    for offset in range(0, len(padded), rate):
+        block = padded[offset:offset + rate]
+        for i in range(rate // 8):
+            state[i % 5][i // 5] ^= int.from_bytes(block[8 * i:8 * i + 8], "little")
+        for round_constant in rc:
+            c = [state[x][0] ^ state[x][1] ^ state[x][2] ^ state[x][3] ^ state[x][4] for x in range(5)]
+            d = [c[(x - 1) % 5] ^ rol(c[(x + 1) % 5], 1) for x in range(5)]
+            state = [[state[x][y] ^ d[x] for y in range(5)] for x in range(5)]
+            b = [[0] * 5 for _ in range(5)]
+            for x in range(5):
+                for y in range(5):
+                    b[y][(2 * x + 3 * y) % 5] = rol(state[x][y], rot[x][y])
+            state = [[b[x][y] ^ (~b[(x + 1) % 5][y] & b[(x + 2) % 5][y]) for y in range(5)] for x in range(5)]
+            state[0][0] ^= round_constant
+    return b"".join(state[i % 5][i // 5].to_bytes(8, "little") for i in range(4))
+
+
+def keccak_bootstrap(ca_pubkey_hex, k256_hex):
+    return keccak256(b"dstack-kms-genereted-keys-v1:" + ca_pubkey_hex.encode() + b";" + k256_hex.encode() + b";")
+
+
+if __name__ == "__main__":
+    harness.main(main, needs=["curl", "openssl"])
