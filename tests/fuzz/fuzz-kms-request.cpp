@@ -1,10 +1,11 @@
 // libFuzzer target: what a hostile client sends the KMS. The first byte picks a request decoder
 // (as a GET query or a POST JSON body) or the RA-TLS client-certificate reader (the rest as the
-// certificate's DER): each must return a value or an error, never crash, and never hand back a
+// certificate's DER), or an encrypted env bundle: each must return a value or an error, never crash, and never hand back a
 // field over its limit.
 #include <cstdint>
 #include <string_view>
 
+#include "dstack/app/encrypted-env.hpp"
 #include "dstack/app/kms-requests.hpp"
 #include "dstack/app/ratls-evidence.hpp"
 #include "dstack/net/prpc-message.hpp"
@@ -28,6 +29,12 @@ const crypto::Certificate& issuer() {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size == 0) return 0;
     std::string_view rest(reinterpret_cast<const char*>(data + 1), size - 1);
+    if (data[0] % 8 == 6) {  // an encrypted env as a host hands it to the guest, and its plaintext
+        static const Bytes env_key(32, 0x42);
+        (void)app::decrypt_env(ByteView(data + 1, size - 1), env_key);
+        (void)app::parse_env_text(rest);
+        return 0;
+    }
     if (data[0] % 8 == 7) {
         std::vector<Bytes> chain{Bytes(data + 1, data + size)};
         auto evidence = app::peer_evidence(chain, issuer());
