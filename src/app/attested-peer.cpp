@@ -23,7 +23,15 @@ Result<std::optional<Bytes>> vm_config_os_image_hash(std::string_view vm_config,
     auto object = document->root().object();
     if (!object) return object.error().context(fmt::format("{} vm_config", which));
     auto value = object->optional("os_image_hash");
-    if (!value) return std::optional<Bytes>();
+    if (!value) {
+        // An attestation's config is the whole sys-config, which carries the VM config as text.
+        auto nested = object->optional("vm_config");
+        if (!nested || !nested->is_string()) return std::optional<Bytes>();
+        auto text = nested->string();
+        if (!text) return text.error().context(fmt::format("{} vm_config", which));
+        if (text->find("\"vm_config\"") != std::string::npos) return make_error("{} vm_config nests too deep", which);
+        return vm_config_os_image_hash(*text, which);
+    }
     auto hash = value->hex();
     if (!hash) return hash.error().context(fmt::format("{} vm_config", which));
     if (hash->empty()) return std::optional<Bytes>();

@@ -283,6 +283,156 @@ def run_with_agents(h, platform, kms_agent, app_agent, kms2_agent):
             harness.expect(all(after[k] == first[k] for k in ["disk_crypt_key", "env_crypt_key", "k256_key"]),
                            "keys changed across a restart")
 
+    certs2 = h.tmpdir("kms2-certs")
+    with kms_server(h, certs, platform, kms_agent, *policy_flags) as server:
+        with h.case("onboard: a second KMS copies the root keys over RA-TLS and derives identical app keys"):
+            r = h.run([h.dstack, "kms", "onboard", "--source", kms_url(server), "--domain", "127.0.0.1", "--cert-dir", certs2,
+                       "--agent", agent_socket(kms2_agent), *attestation_flags(platform), *policy_flags], timeout=60)
+            harness.expect(r.rc == 0, r)
+            harness.expect(not os.path.exists(os.path.join(certs2, "bootstrap-info.json")), "onboarding wrote bootstrap info")
+            with open(os.path.join(certs, "root-k256.key"), "rb") as a, open(os.path.join(certs2, "root-k256.key"), "rb") as b:
+                harness.expect(a.read() == b.read(), "the root k256 keys differ")
+            with open(os.path.join(certs, "rpc.key")) as a, open(os.path.join(certs2, "rpc.key")) as b:
+                harness.expect(a.read() != b.read(), "the RPC key was copied (each instance must have its own)")
+            with kms_server(h, certs2, platform, kms2_agent, *policy_flags, name="kms2") as second:
+                copy = app_keys(h, second, app_agent)
+                harness.expect(all(copy[k] == first[k] for k in ["disk_crypt_key", "env_crypt_key", "k256_key"]),
+                               "the onboarded KMS derives other keys")
+
+        with h.case("onboard: refused when the receiver's policy does not allow the source KMS"):
+            strict = os.path.join(h.tmp, "policy-no-source.json")
+            write_policy(strict, [kms2_identity], [app_identity])
+            r = h.run([h.dstack, "kms", "onboard", "--source", kms_url(server), "--domain", "127.0.0.1",
+                       "--cert-dir", h.tmpdir("kms3-certs"), "--agent", agent_socket(kms2_agent), *attestation_flags(platform),
+                       "--auth", "policy", "--auth-policy", strict], timeout=60)
+            harness.expect(r.rc != 0 and "the source KMS is not allowed" in r.err and "mrAggregated" in r.err, r)
+
+        with h.case("onboard: refused by the source when the destination's policy entry is missing (GetKmsKey denied)"):
+            # The source's policy lists kms2 but a KMS of another identity asks: the app agent plays one.
+            r = h.run([h.dstack, "kms", "onboard", "--source", kms_url(server), "--domain", "127.0.0.1",
+                       "--cert-dir", h.tmpdir("kms4-certs"), "--agent", agent_socket(app_agent), *attestation_flags(platform),
+                       "--auth", "dev", "--insecure-dev-auth"], timeout=60)
+            harness.expect(r.rc != 0 and "KMS not allowed" in r.err and not os.listdir(os.path.join(h.tmp, "kms4-certs")), r)
+
+        with h.case("encrypt-env: upstream's format for the app's key, checked against the root k256 key; the app decrypts"):
+            env = os.path.join(h.tmp, "app.env")
+            with open(env, "w") as f:
+                f.write("# secrets\nAPI_KEY=s3cret\nGREETING=\"hello world\"\n")
+            bundle = os.path.join(h.tmp, "env.bin")
+            r = h.run([h.dstack, "kms", "encrypt-env", "--kms", kms_url(server), "--app-id", app_identity["app_id"],
+                       "--k256-pubkey", meta["k256_pubkey"], "--out", bundle, env])
+            harness.expect(r.rc == 0, r)
+            keys_file = os.path.join(h.tmp, "appkeys.json")
+            with open(keys_file, "w") as f:
+                json.dump(first, f)
+            r = h.run([h.dstack, "kms", "decrypt-env", "--keys", keys_file, bundle])
+            harness.expect(r.rc == 0, r)
+            harness.expect(json.loads(r.out) == {"env": [{"key": "API_KEY", "value": "s3cret"},
+                                                          {"key": "GREETING", "value": "hello world"}]}, r.out)
+            r = h.run([h.dstack, "kms", "encrypt-env", "--kms", kms_url(server), "--app-id", app_identity["app_id"],
+                       "--k256-pubkey", "0217610d74cbd39b6143842c6d8bc310d79da1d82cc9d17f8876376221eda0c38f", "--out", bundle, env])
+            harness.expect(r.rc != 0 and "not signed by the KMS root key" in r.err, r)
+
+        with h.case("policy: an app that is not listed is denied, naming the rule; nothing released"):
+            write_policy(policy, [kms_identity, kms2_identity], [])
+            r = get_app_key(h, server, app_agent)
+            harness.expect(r.rc != 0 and "App not allowed" in r.err and "is not in apps" in r.err and "k256_key" not in r.out, r)
+
+        with h.case("policy: replaced by garbage, the old policy stays in force"):
+            write_policy(policy, [kms_identity, kms2_identity], [app_identity])
+            harness.expect(get_app_key(h, server, app_agent).rc == 0, "allowed app refused")
+            with open(policy + ".tmp", "w") as f:
+                f.write("{not json")
+            os.replace(policy + ".tmp", policy)
+            r = get_app_key(h, server, app_agent)
+            harness.expect(r.rc == 0, f"a garbage policy file changed the decision: {r}")
+            write_policy(policy, [kms_identity, kms2_identity], [app_identity])
+
+        with h.case("attack: a quote from an untrusted root is refused ('invalid quote')"):
+            other = Platform(h, "other-platform")
+            rogue = other.agent_dir("rogue-agent")
+            with agent(h, rogue, "rogue agent"):
+                r = get_app_key(h, server, rogue)
+                harness.expect(r.rc != 0 and "invalid quote" in r.err and "k256_key" not in r.out, r)
+
+        with h.case("attack: a certificate whose quote commits to another key is refused; so is one not signed by the temp CA"):
+            status, text = attack_unbound_key(h, server, app_agent, temp)
+            harness.expect(status == 400 and "invalid quote" in text and "certificate key" in text, f"{status} {text[:300]}")
+
+    with h.case("webhook: allow, deny with its reason, down and slow: denied within the timeout"):
+        decisions = {"app": True}
+
+        def decide(path, body):
+            if path.endswith("/bootAuth/kms"):
+                return 200, {"isAllowed": True, "gatewayAppId": "hook-gateway", "reason": ""}
+            if decisions["app"]:
+                return 200, {"isAllowed": True, "gatewayAppId": "hook-gateway", "reason": ""}
+            return 200, {"isAllowed": False, "gatewayAppId": "", "reason": "compose hash revoked"}
+
+        hook = Webhook(decide)
+        try:
+            flags = ["--auth", "webhook", "--auth-webhook", hook.url, "--auth-timeout", "1"]
+            with kms_server(h, certs, platform, kms_agent, *flags, name="kms (webhook)") as server:
+                keys = app_keys(h, server, app_agent)
+                harness.expect(keys["gateway_app_id"] == "hook-gateway", keys)
+                routes = [path for path, _ in hook.requests]
+                harness.expect("/bootAuth/app" in routes and "/bootAuth/kms" in routes, routes)
+                body = [b for p, b in hook.requests if p == "/bootAuth/app"][-1]
+                harness.expect(body["appId"] == app_identity["app_id"] and body["composeHash"] == app_identity["compose_hash"]
+                               and body["tcbStatus"] == "UpToDate", body)
+                decisions["app"] = False
+                r = get_app_key(h, server, app_agent)
+                harness.expect(r.rc != 0 and "compose hash revoked" in r.err, r)
+                decisions["app"] = True
+                hook.delay = 3
+                started = time.monotonic()
+                r = get_app_key(h, server, app_agent)
+                elapsed = time.monotonic() - started
+                harness.expect(r.rc != 0 and "timed out" in r.err and elapsed < 2.9, f"{elapsed:.1f} s: {r}")
+                hook.delay = 0
+                hook.close()
+                r = get_app_key(h, server, app_agent)
+                harness.expect(r.rc != 0 and "k256_key" not in r.out, f"a webhook that is down allowed: {r}")
+        finally:
+            try:
+                hook.close()
+            except Exception:
+                pass
+
+
+def attack_unbound_key(h, server, app_agent, temp):
+    """An RA-TLS certificate carrying the app's genuine attestation, made for key A, on key B."""
+    work = h.tmpdir("unbound")
+    run = lambda *cmd, **kw: subprocess.run(cmd, capture_output=True, check=True, **kw)
+    key_a, key_b = os.path.join(work, "a.key"), os.path.join(work, "b.key")
+    for key in (key_a, key_b):
+        run("openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key)
+    spki_a = run("openssl", "pkey", "-in", key_a, "-pubout", "-outform", "DER").stdout
+    report = hashlib.sha512(b"ratls-cert:" + spki_a).hexdigest()
+    sock = os.path.join(app_agent, "dstack.sock")
+    r = h.run(["curl", "-sS", "--unix-socket", sock, "-X", "POST", "-H", "Content-Type: application/json",
+               "-d", json.dumps({"report_data": report}), "http://localhost/Attest"])
+    attestation = bytes.fromhex(json.loads(r.out)["attestation"])
+    inner = b"\x04" + der_length(len(attestation)) + attestation
+    for name, pem in [("ca.crt", temp["temp_ca_cert"]), ("ca.key", temp["temp_ca_key"])]:
+        with open(os.path.join(work, name), "w") as f:
+            f.write(pem)
+    with open(os.path.join(work, "ext.cnf"), "w") as f:
+        f.write(f"[ext]\n1.3.6.1.4.1.62397.1.8=DER:{inner.hex()}\n")
+    csr = os.path.join(work, "b.csr")
+    run("openssl", "req", "-new", "-key", key_b, "-subj", "/CN=RA-TLS TEMP Cert", "-out", csr)
+    cert = os.path.join(work, "b.crt")
+    run("openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(work, "ca.crt"), "-CAkey", os.path.join(work, "ca.key"),
+        "-CAcreateserial", "-days", "1", "-extfile", os.path.join(work, "ext.cnf"), "-extensions", "ext", "-out", cert)
+    return curl_kms(h, server, "GetAppKey", {"api_version": 1, "vm_config": ""}, extra=["--cert", cert, "--key", key_b])
+
+
+def der_length(n):
+    if n < 0x80:
+        return bytes([n])
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(body)]) + body
+
 
 def curl_kms_path(h, server, path):
     r = h.run(["curl", "-sS", "-k", "--max-time", "20", "-w", "\n%{http_code}", f"{kms_url(server)}{path}"], timeout=30)

@@ -143,18 +143,21 @@ asio::awaitable<Result<app::KmsKeys>> onboard_keys(const KeySource& source, std:
     std::string base = prpc_base(source_url);
 
     // Connection A: the temp CA, and the source's attestation.
-    auto first = co_await call_source(base, "GetTempCaCert", "{}", std::nullopt);
+    std::optional<net::tls::CertifiedKey> no_certificate;
+    auto first = co_await call_source(base, "GetTempCaCert", "{}", no_certificate);
     if (!first) co_return std::move(first).take_error();
     auto reply = parse_reply(first->response, "GetTempCaCert response");
     if (!reply) co_return std::move(reply).take_error();
     auto object = reply->root().object();
-    std::string temp_ca_cert_pem, temp_ca_key_pem, ca_cert_pem;
-    for (auto [name, target] : {std::pair{"temp_ca_cert", &temp_ca_cert_pem}, {"temp_ca_key", &temp_ca_key_pem},
-                                {"ca_cert", &ca_cert_pem}}) {
-        auto value = object->string(name);
-        if (!value) co_return value.error().context("GetTempCaCert response");
-        *target = std::move(*value);
+    auto temp_ca_cert_text = object->string("temp_ca_cert");
+    auto temp_ca_key_text = object->string("temp_ca_key");
+    auto ca_cert_text = object->string("ca_cert");
+    if (!temp_ca_cert_text || !temp_ca_key_text || !ca_cert_text) {
+        co_return make_error("GetTempCaCert response: {}", !temp_ca_cert_text ? temp_ca_cert_text.error().message
+                                                            : !temp_ca_key_text ? temp_ca_key_text.error().message
+                                                                                : ca_cert_text.error().message);
     }
+    std::string temp_ca_cert_pem = *temp_ca_cert_text, temp_ca_key_pem = *temp_ca_key_text, ca_cert_pem = *ca_cert_text;
     auto root_ca = crypto::Certificate::from_pem(ca_cert_pem);
     if (!root_ca) co_return root_ca.error().context("GetTempCaCert response: ca_cert");
     auto temp_ca = crypto::Certificate::from_pem(temp_ca_cert_pem);
@@ -192,8 +195,11 @@ asio::awaitable<Result<app::KmsKeys>> onboard_keys(const KeySource& source, std:
     body.boolean("all_epochs", true);
     auto body_text = body.reply().serialize();
     if (!body_text) co_return std::move(body_text).take_error();
-    auto second = co_await call_source(base, "GetKmsKey", std::move(*body_text),
-                                       net::tls::CertifiedKey{*client_cert, client_key->pkcs8_pem()});
+    // Built before the call: an aggregate temporary passed to a coroutine is miscompiled by g++ 12.
+    std::optional<net::tls::CertifiedKey> certificate(std::in_place);
+    certificate->chain_pem = *client_cert;
+    certificate->key_pem = client_key->pkcs8_pem();
+    auto second = co_await call_source(base, "GetKmsKey", std::move(*body_text), certificate);
     if (!second) co_return std::move(second).take_error();
     if (second->server_chain.empty()) co_return make_error("GetKmsKey {}: the server sent no certificate", base);
     auto second_leaf = crypto::Certificate::from_der(second->server_chain.front());
