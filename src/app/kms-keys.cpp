@@ -25,7 +25,7 @@ Result<crypto::Certificate> self_signed_ca(const crypto::P256PrivateKey& key, st
     crypto::CertificateSpec spec;
     spec.subject.organization = "Dstack";
     spec.subject.common_name = std::move(common_name);
-    spec.serial = rcgen_serial(key);
+    spec.serial = rcgen_serial(key.public_key());
     spec.not_before = default_not_before;
     spec.not_after = now + default_lifetime;
     spec.key_usage = crypto::key_usage::digital_signature | crypto::key_usage::key_cert_sign | crypto::key_usage::crl_sign;

@@ -84,6 +84,17 @@ Result<crypto::CertificateSpec> leaf_spec(const TlsCertRequest& request, UnixSec
     return spec;
 }
 
+}  // namespace
+
+// rcgen's default serial: the first 20 bytes of SHA-256 over the subject's EC point, made
+// positive. Deterministic per key, as upstream's (a DeriveKey certificate keeps its serial).
+Bytes rcgen_serial(ByteView public_key) {
+    Bytes serial = crypto::sha256(public_key);
+    serial.resize(20);
+    serial[0] &= 0x7f;
+    return serial;
+}
+
 Result<std::string> readable_pem(Bytes der) {
     std::string pem = crypto::pem_encode("CERTIFICATE", der);
     if (pem.size() > crypto::max_encoded_size)
@@ -91,22 +102,19 @@ Result<std::string> readable_pem(Bytes der) {
     return pem;
 }
 
-}  // namespace
-
-// Deterministic per key, as upstream's (a DeriveKey certificate keeps its serial).
-Bytes rcgen_serial(const crypto::P256PrivateKey& key) {
-    Bytes serial = crypto::sha256(key.public_key());
-    serial.resize(20);
-    serial[0] &= 0x7f;
-    return serial;
-}
-
 Result<std::string> issue_tls_certificate(const TlsCertRequest& request, const crypto::P256PrivateKey& leaf_key,
                                           const crypto::P256PrivateKey& ca_key, const crypto::Certificate& ca_cert,
                                           UnixSeconds now) {
+    return issue_tls_certificate(request, ByteView(leaf_key.public_key()), ca_key, ca_cert, now);
+}
+
+Result<std::string> issue_tls_certificate(const TlsCertRequest& request, ByteView leaf_public_key,
+                                          const crypto::P256PrivateKey& ca_key, const crypto::Certificate& ca_cert,
+                                          UnixSeconds now) {
+    DSTACK_TRY(auto spki, crypto::p256_spki_from_public_key(leaf_public_key));
     DSTACK_TRY(auto spec, leaf_spec(request, now));
-    spec.serial = rcgen_serial(leaf_key);
-    DSTACK_TRY(auto der, crypto::write_certificate(spec, leaf_key.spki_der(), ca_key, ca_cert));
+    spec.serial = rcgen_serial(leaf_public_key);
+    DSTACK_TRY(auto der, crypto::write_certificate(spec, spki, ca_key, ca_cert));
     return readable_pem(std::move(der));
 }
 
@@ -134,7 +142,7 @@ Result<AppKeys> generate_app_keys_from_seed(ByteView seed, KeyProvider::Kind pro
 
     crypto::CertificateSpec spec;
     spec.subject.common_name = "App Root Cert";
-    spec.serial = rcgen_serial(ca_key);
+    spec.serial = rcgen_serial(ca_key.public_key());
     spec.not_before = default_not_before;
     spec.not_after = now + default_lifetime;
     spec.key_usage = crypto::key_usage::digital_signature | crypto::key_usage::key_cert_sign | crypto::key_usage::crl_sign;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 
+#include "dstack/base/scale.hpp"
 #include "dstack/crypto/hash.hpp"
 #include "dstack/tee/attestation.hpp"
 
@@ -20,116 +21,7 @@ constexpr std::size_t report_data_size = 64;
 constexpr std::size_t min_tdx_event_size = 4 + 4 + 1 + 1 + 1;
 constexpr std::size_t min_runtime_event_size = 1 + 1;
 
-bool valid_utf8(ByteView text) {
-    std::size_t i = 0;
-    while (i < text.size()) {
-        std::uint8_t b0 = text[i];
-        if (b0 < 0x80) {
-            ++i;
-            continue;
-        }
-        std::size_t length;
-        std::uint32_t cp;
-        std::uint32_t min;
-        if (b0 >= 0xc2 && b0 <= 0xdf) { length = 2; cp = b0 & 0x1f; min = 0x80; }
-        else if (b0 >= 0xe0 && b0 <= 0xef) { length = 3; cp = b0 & 0x0f; min = 0x800; }
-        else if (b0 >= 0xf0 && b0 <= 0xf4) { length = 4; cp = b0 & 0x07; min = 0x10000; }
-        else return false;
-        if (length > text.size() - i) return false;
-        for (std::size_t k = 1; k < length; ++k) {
-            std::uint8_t b = text[i + k];
-            if ((b & 0xc0) != 0x80) return false;
-            cp = (cp << 6) | (b & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return false;
-        i += length;
-    }
-    return true;
-}
-
-class ScaleReader {
-public:
-    explicit ScaleReader(ByteView bytes) : bytes_(bytes) {}
-
-    std::size_t offset() const { return offset_; }
-    std::size_t remaining() const { return bytes_.size() - offset_; }
-
-    Result<ByteView> take(std::size_t n, std::string_view what) {
-        if (n > remaining()) {
-            return make_error("truncated at offset {}: {} needs {} bytes, {} left", offset_, what, n, remaining());
-        }
-        auto out = bytes_.subspan(offset_, n);
-        offset_ += n;
-        return out;
-    }
-    Result<std::uint8_t> u8(std::string_view what) {
-        DSTACK_TRY(auto b, take(1, what));
-        return b[0];
-    }
-    Result<std::uint32_t> u32(std::string_view what) {
-        DSTACK_TRY(auto b, take(4, what));
-        return static_cast<std::uint32_t>(b[0] | b[1] << 8 | b[2] << 16 | static_cast<std::uint32_t>(b[3]) << 24);
-    }
-
-    // A Compact<u32> length prefix in its single canonical form.
-    Result<std::uint32_t> compact_length(std::string_view what) {
-        std::size_t at = offset_;
-        DSTACK_TRY(auto first, u8(what));
-        std::uint32_t value = 0;
-        std::uint32_t min = 0;
-        switch (first & 0x03) {
-            case 0: return static_cast<std::uint32_t>(first >> 2);
-            case 1: {
-                DSTACK_TRY(auto second, u8(what));
-                value = static_cast<std::uint32_t>((first | second << 8) >> 2);
-                min = 1u << 6;
-                break;
-            }
-            case 2: {
-                DSTACK_TRY(auto rest, take(3, what));
-                value = static_cast<std::uint32_t>(first | rest[0] << 8 | rest[1] << 16 |
-                                                   static_cast<std::uint32_t>(rest[2]) << 24) >> 2;
-                min = 1u << 14;
-                break;
-            }
-            default: {
-                // Big mode: the upper six bits count the bytes beyond four; a u32 has none.
-                if (first != 0x03) return make_error("{} at offset {}: length prefix too large", what, at);
-                DSTACK_TRY(value, u32(what));
-                min = 1u << 30;
-                break;
-            }
-        }
-        if (value < min) return make_error("{} at offset {}: non-canonical length prefix", what, at);
-        return value;
-    }
-
-    Result<ByteView> byte_vector(std::string_view what) {
-        DSTACK_TRY(auto length, compact_length(what));
-        return take(length, what);
-    }
-    Result<std::string> string(std::string_view what) {
-        DSTACK_TRY(auto bytes, byte_vector(what));
-        if (!valid_utf8(bytes)) return make_error("{} is not valid UTF-8", what);
-        return std::string(as_chars(bytes));
-    }
-    // An element count that the remaining input could hold and that is within `limit`.
-    Result<std::size_t> count(std::string_view what, std::size_t min_element_size, std::size_t limit) {
-        std::size_t at = offset_;
-        DSTACK_TRY(auto n, compact_length(what));
-        if (n > limit) return make_error("{} at offset {}: {} entries, more than the limit of {}", what, at, n, limit);
-        if (n > remaining() / min_element_size) {
-            return make_error("{} at offset {}: {} entries cannot fit in the {} bytes left", what, at, n, remaining());
-        }
-        return static_cast<std::size_t>(n);
-    }
-
-private:
-    ByteView bytes_;
-    std::size_t offset_ = 0;
-};
-
-Result<TdxEvent> read_tdx_event(ScaleReader& reader) {
+Result<TdxEvent> read_tdx_event(scale::Reader& reader) {
     TdxEvent event;
     DSTACK_TRY(event.imr, reader.u32("event imr"));
     DSTACK_TRY(event.event_type, reader.u32("event type"));
@@ -143,7 +35,7 @@ Result<TdxEvent> read_tdx_event(ScaleReader& reader) {
 }
 
 // V0 runtime events carry only a name and a payload, and SCALE has no version field: they are v1.
-Result<TdxEvent> read_runtime_event(ScaleReader& reader) {
+Result<TdxEvent> read_runtime_event(scale::Reader& reader) {
     TdxEvent event;
     event.imr = 3;
     event.event_type = runtime_event_type;
@@ -155,7 +47,7 @@ Result<TdxEvent> read_runtime_event(ScaleReader& reader) {
     return event;
 }
 
-Result<Evidence> read_v0(ScaleReader& reader) {
+Result<Evidence> read_v0(scale::Reader& reader) {
     DSTACK_TRY(auto version, reader.u8("version"));
     if (version != versioned_v0) return make_error("not a V0 attestation (first byte 0x{:02x})", version);
     DSTACK_TRY(auto platform, reader.u8("platform"));
@@ -199,32 +91,6 @@ Result<Evidence> read_v0(ScaleReader& reader) {
     return evidence;
 }
 
-void write_compact_length(Bytes& out, std::size_t n) {
-    auto value = static_cast<std::uint32_t>(n);
-    if (value < (1u << 6)) {
-        out.push_back(static_cast<std::uint8_t>(value << 2));
-    } else if (value < (1u << 14)) {
-        std::uint32_t encoded = value << 2 | 1;
-        out.push_back(static_cast<std::uint8_t>(encoded));
-        out.push_back(static_cast<std::uint8_t>(encoded >> 8));
-    } else if (value < (1u << 30)) {
-        std::uint32_t encoded = value << 2 | 2;
-        for (int shift = 0; shift < 32; shift += 8) out.push_back(static_cast<std::uint8_t>(encoded >> shift));
-    } else {
-        out.push_back(0x03);
-        for (int shift = 0; shift < 32; shift += 8) out.push_back(static_cast<std::uint8_t>(value >> shift));
-    }
-}
-
-void write_u32(Bytes& out, std::uint32_t value) {
-    for (int shift = 0; shift < 32; shift += 8) out.push_back(static_cast<std::uint8_t>(value >> shift));
-}
-
-void write_byte_vector(Bytes& out, ByteView bytes) {
-    write_compact_length(out, bytes.size());
-    out.insert(out.end(), bytes.begin(), bytes.end());
-}
-
 }  // namespace
 
 Result<Evidence> parse_v0_attestation(ByteView bytes) {
@@ -232,40 +98,40 @@ Result<Evidence> parse_v0_attestation(ByteView bytes) {
         return make_error("attestation is {} bytes, more than the limit of {}", bytes.size(), max_attestation_size);
     }
     if (bytes.empty()) return make_error("attestation is empty");
-    ScaleReader reader(bytes);
+    scale::Reader reader(bytes);
     auto evidence = read_v0(reader);
     if (!evidence) return std::move(evidence).take_error().context("V0 attestation");
     return evidence;
 }
 
 Bytes encode_v0_attestation(const Evidence& evidence) {
-    Bytes out;
-    out.push_back(versioned_v0);
-    out.push_back(platform_dstack_tdx);
-    write_byte_vector(out, evidence.quote);
-    write_compact_length(out, evidence.event_log.size());
+    scale::Writer out;
+    out.u8(versioned_v0);
+    out.u8(platform_dstack_tdx);
+    out.byte_vector(evidence.quote);
+    out.compact_length(evidence.event_log.size());
     for (const auto& event : evidence.event_log) {
-        write_u32(out, event.imr);
-        write_u32(out, event.event_type);
-        write_byte_vector(out, event.digest);
-        write_byte_vector(out, as_bytes(event.event));
-        write_byte_vector(out, event.event_payload);
+        out.u32(event.imr);
+        out.u32(event.event_type);
+        out.byte_vector(event.digest);
+        out.byte_vector(as_bytes(event.event));
+        out.byte_vector(event.event_payload);
     }
     static const std::vector<TdxEvent> no_events;
     const auto& runtime_events = evidence.runtime_events ? *evidence.runtime_events : no_events;
-    write_compact_length(out, runtime_events.size());
+    out.compact_length(runtime_events.size());
     for (const auto& event : runtime_events) {
-        write_byte_vector(out, as_bytes(event.event));
-        write_byte_vector(out, event.event_payload);
+        out.byte_vector(as_bytes(event.event));
+        out.byte_vector(event.event_payload);
     }
     Bytes report_data(report_data_size, 0);
     if (evidence.report_data) {
         std::copy_n(evidence.report_data->begin(), std::min(report_data_size, evidence.report_data->size()),
                     report_data.begin());
     }
-    out.insert(out.end(), report_data.begin(), report_data.end());
-    write_byte_vector(out, as_bytes(evidence.vm_config.value_or("")));
-    return out;
+    out.raw(report_data);
+    out.byte_vector(as_bytes(evidence.vm_config.value_or("")));
+    return out.take();
 }
 
 }  // namespace dstack::tee

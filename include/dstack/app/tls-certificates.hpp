@@ -73,9 +73,15 @@ struct TlsCertRequest {
 Result<std::string> issue_tls_certificate(const TlsCertRequest& request, const crypto::P256PrivateKey& leaf_key,
                                           const crypto::P256PrivateKey& ca_key, const crypto::Certificate& ca_cert,
                                           UnixSeconds now);
+// The same for a key known only by its 65-byte P-256 point (a KMS signing a guest's CSR).
+Result<std::string> issue_tls_certificate(const TlsCertRequest& request, ByteView leaf_public_key,
+                                          const crypto::P256PrivateKey& ca_key, const crypto::Certificate& ca_cert,
+                                          UnixSeconds now);
 
-// rcgen's default serial: the first 20 bytes of SHA-256 over the key's EC point, made positive.
-Bytes rcgen_serial(const crypto::P256PrivateKey& key);
+// rcgen 0.13's default serial for a subject key: SHA-256(04||X||Y)[0..20], top bit cleared.
+Bytes rcgen_serial(ByteView public_key);
+// A certificate's PEM, refused when over crypto::max_encoded_size (our readers would refuse it).
+Result<std::string> readable_pem(Bytes der);
 
 // The report_data an RA-TLS certificate's attestation (extension 1.8) commits to:
 // SHA-512("ratls-cert:" || DER SubjectPublicKeyInfo), upstream's QuoteContentType::RaTlsCert.
