@@ -50,6 +50,20 @@ Result<GetKmsKeyArgs> decode_get_kms_key(const Message& message) {
     return args;
 }
 
+Result<SignCertArgs> decode_sign_cert(const Message& message) {
+    DSTACK_CHECK(message.only_fields({"api_version", "csr", "signature", "vm_config"}));
+    SignCertArgs args;
+    DSTACK_TRY(auto version, message.u64("api_version"));
+    if (version > 0xffffffffULL) return make_error("Unsupported API version: {}", version);
+    args.api_version = static_cast<std::uint32_t>(version);
+    DSTACK_TRY(args.csr, message.bytes("csr"));
+    if (args.csr.size() > 1024 * 1024) return make_error("csr: longer than 1 MiB");
+    DSTACK_TRY(args.signature, message.bytes("signature"));
+    if (args.signature.size() > 256) return make_error("signature: longer than 256 bytes");
+    DSTACK_TRY(args.vm_config, bounded_string(message, "vm_config", max_vm_config_bytes));
+    return args;
+}
+
 Result<OnboardArgs> decode_bootstrap(const Message& message) {
     DSTACK_CHECK(message.only_fields({"domain"}));
     OnboardArgs args;

@@ -277,6 +277,21 @@ def run_with_agents(h, platform, kms_agent, app_agent, kms2_agent):
             status, text = curl_kms(h, server, "GetAppKey", {"api_version": 1, "vm_config": ""})
             harness.expect(status == 400 and "No attestation provided" in text, f"{status} {text}")
 
+        with h.case("SignCert: an upstream-style SCALE CSR gets [leaf, app CA, root CA] that openssl verifies"):
+            chain = sign_cert(h, server, app_agent)
+            work = h.tmpdir("signcert")
+            names = []
+            for i, pem in enumerate(chain):
+                names.append(os.path.join(work, f"{i}.pem"))
+                with open(names[-1], "w") as f:
+                    f.write(pem)
+            r = h.run(["openssl", "verify", "-CAfile", names[2], "-untrusted", names[1], names[0]])
+            harness.expect(r.rc == 0 and "OK" in r.out, r)
+            r = h.run(["openssl", "x509", "-in", names[1], "-noout", "-subject"])
+            harness.expect("Dstack App CA" in r.out, r)
+            status, text = curl_kms(h, server, "SignCert", {"api_version": 2, "csr": "00", "signature": "", "vm_config": ""})
+            harness.expect(status == 400 and "csr" in text, f"{status} {text}")
+
     with kms_server(h, certs, platform, kms_agent, *policy_flags) as server:
         with h.case("restart: the same app keys"):
             after = app_keys(h, server, app_agent)
@@ -425,6 +440,45 @@ def attack_unbound_key(h, server, app_agent, temp):
     run("openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(work, "ca.crt"), "-CAkey", os.path.join(work, "ca.key"),
         "-CAcreateserial", "-days", "1", "-extfile", os.path.join(work, "ext.cnf"), "-extensions", "ext", "-out", cert)
     return curl_kms(h, server, "GetAppKey", {"api_version": 1, "vm_config": ""}, extra=["--cert", cert, "--key", key_b])
+
+
+def scale_compact(n):
+    if n < 1 << 6:
+        return bytes([n << 2])
+    if n < 1 << 14:
+        return ((n << 2) | 1).to_bytes(2, "little")
+    if n < 1 << 30:
+        return ((n << 2) | 2).to_bytes(4, "little")
+    body = n.to_bytes((n.bit_length() + 7) // 8, "little")
+    return bytes([((len(body) - 4) << 2) | 3]) + body
+
+
+def scale_bytes(b):
+    return scale_compact(len(b)) + b
+
+
+def sign_cert(h, server, app_agent):
+    """What upstream's cert-client sends: SCALE(CertSigningRequestV2), signed (DER ECDSA) by the leaf key."""
+    work = h.tmpdir("csr")
+    key = os.path.join(work, "leaf.key")
+    run = lambda *cmd, **kw: subprocess.run(cmd, capture_output=True, check=True, **kw)
+    run("openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key)
+    spki = run("openssl", "pkey", "-in", key, "-pubout", "-outform", "DER").stdout
+    sock = os.path.join(app_agent, "dstack.sock")
+    r = h.run(["curl", "-sS", "--unix-socket", sock, "-X", "POST", "-H", "Content-Type: application/json",
+               "-d", json.dumps({"report_data": hashlib.sha512(b"ratls-cert:" + spki).hexdigest()}), "http://localhost/Attest"])
+    attestation = bytes.fromhex(json.loads(r.out)["attestation"])
+    config = (b"\x00" + scale_bytes(b"app.example") + scale_compact(1) + scale_bytes(b"app.example")
+              + b"\x01\x00\x01\x01" + b"\x00\x00")
+    csr = scale_bytes(b"please sign cert:") + scale_bytes(spki) + config + attestation
+    csr_file = os.path.join(work, "csr.bin")
+    with open(csr_file, "wb") as f:
+        f.write(csr)
+    signature = run("openssl", "dgst", "-sha256", "-sign", key, csr_file).stdout
+    status, text = curl_kms(h, server, "SignCert", {"api_version": 2, "csr": csr.hex(), "signature": signature.hex(),
+                                                    "vm_config": ""})
+    harness.expect(status == 200, f"{status} {text[:400]}")
+    return json.loads(text)["certificate_chain"]
 
 
 def der_length(n):

@@ -37,6 +37,16 @@ struct GetKmsKeyArgs {
 };
 Result<GetKmsKeyArgs> decode_get_kms_key(const net::prpc::Message& message);
 
+// SignCert {api_version, csr (SCALE), signature (DER), vm_config}; the CSR itself is decoded by
+// app/cert-signing-request.hpp.
+struct SignCertArgs {
+    std::uint32_t api_version = 0;
+    Bytes csr;
+    Bytes signature;
+    std::string vm_config;
+};
+Result<SignCertArgs> decode_sign_cert(const net::prpc::Message& message);
+
 // Onboard.Bootstrap {domain}; Onboard.Onboard {source_url, domain}.
 struct OnboardArgs {
     std::string source_url;

@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include "dstack/app/app-certificates.hpp"
+#include "dstack/app/app-info-encoding.hpp"
+#include "dstack/app/cert-signing-request.hpp"
 #include "dstack/app/kms-keys.hpp"
 #include "dstack/app/kms-requests.hpp"
 #include "dstack/base/clock.hpp"
@@ -215,8 +218,40 @@ asio::awaitable<Result<Reply>> Kms::get_temp_ca_cert(const Call&) const {
     co_return out.reply();
 }
 
-asio::awaitable<Result<Reply>> Kms::sign_cert(const Call&) const {
-    co_return make_error("not implemented: SignCert (KMS-issued app certificates) is not in this build yet");
+asio::awaitable<Result<Reply>> Kms::sign_cert(const Call& call) const {
+    auto args = app::decode_sign_cert(call);
+    if (!args) co_return std::move(args).take_error();
+    if (auto self = co_await ensure_self_allowed(); !self) co_return std::move(self).take_error();
+    auto request = app::decode_sign_cert_request(args->api_version, args->csr, args->signature);
+    if (!request) co_return std::move(request).take_error();
+    // The CSR's attestation, bound to the CSR's key; RTMR3 up to boot-mr-done (runtime certificate
+    // requests come after more events), without the key provider, as upstream.
+    auto peer = co_await app::verify_attested_peer(*verifier_, request->evidence, true);
+    if (!peer) co_return std::move(peer).take_error();
+    auto info = boot_info_of(*peer, args->vm_config);
+    if (!info) co_return std::move(info).take_error();
+    auto decision = co_await authorize(*info, app::KmsAuthTarget::app);
+    if (!decision) co_return decision.error().context("App not allowed");
+    if (!decision->allowed) co_return make_error("App not allowed: Boot denied: {}", decision->reason);
+    auto epoch = registry_->epoch_for_app(info->app_id, decision->key_epoch, keys_);
+    if (!epoch) co_return std::move(epoch).take_error();
+    const auto* root = keys_.epoch(*epoch);
+    if (!root) co_return make_error("key epoch {} does not exist on this KMS", *epoch);
+    auto now = system_now();
+    auto app_ca_key = app::derive_app_ca_key(root->ca_key, info->app_id);
+    if (!app_ca_key) co_return std::move(app_ca_key).take_error();
+    auto app_ca_pem = app::issue_app_ca_certificate(info->app_id, *app_ca_key, root->ca_key, root->ca_cert, now);
+    if (!app_ca_pem) co_return std::move(app_ca_pem).take_error();
+    auto app_ca_cert = crypto::Certificate::from_pem(*app_ca_pem);
+    if (!app_ca_cert) co_return std::move(app_ca_cert).take_error();
+    // The app-info extension carries the full-replay identity (boot_time false), as upstream's.
+    Bytes app_info = peer->verdict.app_info ? app::encode_app_info_msgpack(*peer->verdict.app_info) : Bytes{};
+    auto leaf = app::issue_app_certificate(*request, info->app_id, app_info, *app_ca_key, *app_ca_cert, now);
+    if (!leaf) co_return std::move(leaf).take_error();
+    JsonObject out;
+    out.string_list("certificate_chain", {*leaf, *app_ca_pem, root->ca_cert.pem()});
+    log::info("signed a certificate for app {} ({})", hex_encode(info->app_id), request->csr.config.subject);
+    co_return out.reply();
 }
 
 std::string Kms::metrics_text() const {

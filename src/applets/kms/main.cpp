@@ -38,7 +38,7 @@ key directories).
 Subcommands:
   serve (default)  the RA-TLS service: POST /prpc/KMS.<Method>?json with
                    GetAppKey, GetAppEnvEncryptPubKey, GetMeta, GetKmsKey,
-                   GetTempCaCert; GET /health, GET /metrics. With no keys in
+                   GetTempCaCert, SignCert; GET /health, GET /metrics. With no keys in
                    --cert-dir it serves the Onboard API (plain HTTP, on
                    --onboard-listen) until Onboard.Finish, or bootstraps at
                    once with --auto-bootstrap DOMAIN.
@@ -93,8 +93,7 @@ Server options (serve, bootstrap, onboard; kms.toml keys in brackets):
                            certificate
   --source URL             (onboard) the KMS to copy the keys from
 
-Not in this build: SignCert (KMS-issued app certificates) answers "not
-implemented"; OS images are not measured ([core.image] verify), so policies
+Not in this build: OS images are not measured ([core.image] verify), so policies
 see the os_image_hash the CVM measured in RTMR3 (its own claim); protobuf
 requests (JSON only, as every upstream client sends).
 )";
