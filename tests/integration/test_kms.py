@@ -74,11 +74,14 @@ def attestation_flags(platform):
     return ["--trust-root", platform.root, "--collateral", platform.collateral]
 
 
-def kms_server(h, cert_dir, platform, kms_agent, *extra, name="kms", port=None):
+def kms_server(h, cert_dir, platform, kms_agent, *extra, name="kms", port=None, collateral=None, count=1):
     port = port or free_port()
+    flags = attestation_flags(platform)
+    if collateral:
+        flags = ["--trust-root", platform.root, "--collateral", collateral]
     cmd = [h.dstack, "kms", "serve", "--cert-dir", cert_dir, "--agent", agent_socket(kms_agent),
-           "--listen", f"127.0.0.1:{port}", *attestation_flags(platform), *extra]
-    return h.server(cmd, name=name, timeout=30)
+           "--listen", f"127.0.0.1:{port}", *flags, *extra]
+    return h.server(cmd, name=name, timeout=30, count=count)
 
 
 def kms_url(server):
@@ -373,6 +376,43 @@ def run_with_agents(h, platform, kms_agent, app_agent, kms2_agent):
         with h.case("attack: a certificate whose quote commits to another key is refused; so is one not signed by the temp CA"):
             status, text = attack_unbound_key(h, server, app_agent, temp)
             harness.expect(status == 400 and "invalid quote" in text and "certificate key" in text, f"{status} {text[:300]}")
+
+    with h.case("TCB: an OutOfDate platform is refused by default ('policy.tcb'), then by the policy's allowedTcbStatuses"):
+        outdated = os.path.join(h.tmp, "collateral-outofdate.json")
+        r = h.run([h.dstack, "verify", "sim", "collateral", os.path.join(kms_agent, "tee"), "-o", outdated,
+                   "--status", "OutOfDate"])
+        harness.expect(r.rc == 0, r)
+        with kms_server(h, certs, platform, kms_agent, *policy_flags, "--no-self-authorization", collateral=outdated,
+                        name="kms (OutOfDate collateral)") as server:
+            r = get_app_key(h, server, app_agent)
+            harness.expect(r.rc != 0 and "invalid quote" in r.err and "OutOfDate" in r.err and "k256_key" not in r.out, r)
+        with kms_server(h, certs, platform, kms_agent, *policy_flags, "--no-self-authorization", "--allow-tcb-status",
+                        "UpToDate", "--allow-tcb-status", "OutOfDate", collateral=outdated,
+                        name="kms (OutOfDate allowed locally)") as server:
+            r = get_app_key(h, server, app_agent)
+            harness.expect(r.rc != 0 and "allowedTcbStatuses" in r.err and "k256_key" not in r.out, r)
+
+    with h.case("admin: ClearImageCache needs the token (401 without, null with it); '../x' is refused"):
+        token = os.path.join(h.tmp, "admin-token")
+        with open(token, "w") as f:
+            f.write("s3cret-token\n")
+        os.chmod(token, 0o600)
+        admin_port = free_port()
+        with kms_server(h, certs, platform, kms_agent, *policy_flags, "--admin-listen", f"127.0.0.1:{admin_port}",
+                        "--admin-token-file", token, name="kms (admin)", count=2) as server:
+            url = f"http://127.0.0.1:{admin_port}/prpc/Admin.ClearImageCache?json"
+            body = os.path.join(h.tmp, "clear.json")
+            with open(body, "w") as f:
+                json.dump({"image_hash": "ab12"}, f)
+            status, text = h.curl(url, data_file=body, headers=["Content-Type: application/json"])
+            harness.expect(status == 401, f"{status} {text}")
+            status, text = h.curl(url, data_file=body, headers=["Content-Type: application/json",
+                                                                 "Authorization: Bearer s3cret-token"])
+            harness.expect(status == 200 and text.strip() == "null", f"{status} {text}")
+            with open(body, "w") as f:
+                json.dump({"image_hash": "../x"}, f)
+            status, text = h.curl(url, data_file=body, headers=["Content-Type: application/json", "X-Admin-Token: s3cret-token"])
+            harness.expect(status == 400 and "invalid cache key" in text, f"{status} {text}")
 
     with h.case("webhook: allow, deny with its reason, down and slow: denied within the timeout"):
         decisions = {"app": True}
