@@ -1,12 +1,15 @@
 #include "dstack/app/encrypted-env.hpp"
 
+#include <algorithm>
 #include <set>
 
 #include <fmt/format.h>
 
 #include "dstack/base/json-escape.hpp"
 #include "dstack/base/json-reader.hpp"
+#include "dstack/base/hex.hpp"
 #include "dstack/crypto/aes-gcm.hpp"
+#include "dstack/crypto/hkdf.hpp"
 #include "dstack/crypto/random.hpp"
 #include "dstack/crypto/x25519.hpp"
 
@@ -110,6 +113,90 @@ Result<EnvVars> decrypt_env(ByteView bundle, ByteView env_crypt_key) {
     wipe(*plaintext);
     if (!vars) return std::move(vars).take_error().context("encrypted env plaintext");
     return vars;
+}
+
+namespace {
+
+constexpr std::size_t auth_header_size = 16 + 20 + 32 + 32;
+
+Result<Bytes> authenticated_key(ByteView shared, ByteView app_id, ByteView compose_hash) {
+    Bytes info(app_id.begin(), app_id.end());
+    info.insert(info.end(), compose_hash.begin(), compose_hash.end());
+    return crypto::hkdf_sha256(as_bytes("dstack-env-auth-v1"), shared, info, 32);
+}
+
+Result<void> check_binding(ByteView app_id, ByteView compose_hash) {
+    if (app_id.size() != 20) return make_error("app_id must be 20 bytes");
+    if (compose_hash.size() != 32) return make_error("compose_hash must be 32 bytes");
+    return {};
+}
+
+}  // namespace
+
+bool is_authenticated_env(ByteView bundle) {
+    return bundle.size() >= authenticated_env_magic.size() &&
+           as_chars(bundle.subspan(0, authenticated_env_magic.size())) == authenticated_env_magic;
+}
+
+Result<Bytes> encrypt_env_authenticated(const EnvVars& vars, ByteView app_public_key, ByteView app_id, ByteView compose_hash) {
+    DSTACK_CHECK(check_vars(vars));
+    DSTACK_CHECK(check_binding(app_id, compose_hash));
+    if (app_public_key.size() != crypto::x25519_key_size) return make_error("the app's env public key must be 32 bytes");
+    auto ephemeral = crypto::x25519_generate();
+    DSTACK_TRY(auto shared, crypto::x25519(ephemeral.private_key, app_public_key));
+    auto key = authenticated_key(shared, app_id, compose_hash);
+    wipe(shared);
+    wipe(ephemeral.private_key);
+    if (!key) return std::move(key).take_error();
+    Bytes out(authenticated_env_magic.begin(), authenticated_env_magic.end());
+    out.insert(out.end(), app_id.begin(), app_id.end());
+    out.insert(out.end(), compose_hash.begin(), compose_hash.end());
+    out.insert(out.end(), ephemeral.public_key.begin(), ephemeral.public_key.end());
+    Bytes aad = out;
+    Bytes iv = crypto::random_bytes(crypto::aes_gcm_nonce_size);
+    std::string plaintext = env_json(vars);
+    auto sealed = crypto::aes256_gcm_encrypt(*key, iv, as_bytes(plaintext), aad);
+    wipe(*key);
+    if (!sealed) return std::move(sealed).take_error();
+    out.insert(out.end(), iv.begin(), iv.end());
+    out.insert(out.end(), sealed->begin(), sealed->end());
+    return out;
+}
+
+Result<EnvVars> decrypt_env_authenticated(ByteView bundle, ByteView env_crypt_key, ByteView app_id, ByteView compose_hash) {
+    DSTACK_CHECK(check_binding(app_id, compose_hash));
+    if (bundle.size() > max_encrypted_env_bytes) return make_error("encrypted env of {} bytes exceeds {}", bundle.size(), max_encrypted_env_bytes);
+    if (!is_authenticated_env(bundle)) return make_error("not an authenticated env bundle (no {} header)", authenticated_env_magic);
+    if (bundle.size() < auth_header_size + 12 + 16) return make_error("authenticated env of {} bytes is too short", bundle.size());
+    auto for_app = bundle.subspan(16, 20), for_compose = bundle.subspan(36, 32);
+    if (!std::equal(for_app.begin(), for_app.end(), app_id.begin(), app_id.end()))
+        return make_error("the env bundle was made for app {}, not this app ({})", hex_encode(for_app), hex_encode(app_id));
+    if (!std::equal(for_compose.begin(), for_compose.end(), compose_hash.begin(), compose_hash.end()))
+        return make_error("the env bundle was made for compose hash {}, not this app's ({})", hex_encode(for_compose),
+                          hex_encode(compose_hash));
+    DSTACK_TRY(auto shared, crypto::x25519(env_crypt_key, bundle.subspan(68, 32)));
+    auto key = authenticated_key(shared, app_id, compose_hash);
+    wipe(shared);
+    if (!key) return std::move(key).take_error();
+    auto plaintext = crypto::aes256_gcm_decrypt(*key, bundle.subspan(auth_header_size, 12), bundle.subspan(auth_header_size + 12),
+                                                bundle.subspan(0, auth_header_size));
+    wipe(*key);
+    if (!plaintext) return make_error("authenticated env: decryption failed (not encrypted for this app's key, or altered)");
+    auto vars = parse_env_json(as_chars(*plaintext));
+    wipe(*plaintext);
+    if (!vars) return std::move(vars).take_error().context("authenticated env plaintext");
+    return vars;
+}
+
+Result<EnvVars> select_env(const Bytes* authenticated, const Bytes* legacy, ByteView env_crypt_key, ByteView app_id,
+                           ByteView compose_hash, bool require_authenticated) {
+    if (authenticated) return decrypt_env_authenticated(*authenticated, env_crypt_key, app_id, compose_hash);
+    if (!legacy) return EnvVars{};
+    if (require_authenticated) {
+        return make_error("the compose requires authenticated env (require_authenticated_env) but only an upstream-form "
+                          "(unauthenticated) bundle was given");
+    }
+    return decrypt_env(*legacy, env_crypt_key);
 }
 
 }  // namespace dstack::app

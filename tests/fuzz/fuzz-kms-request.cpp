@@ -32,6 +32,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (data[0] % 8 == 6) {  // an encrypted env as a host hands it to the guest, and its plaintext
         static const Bytes env_key(32, 0x42);
         (void)app::decrypt_env(ByteView(data + 1, size - 1), env_key);
+        static const Bytes app_id(20, 1), compose_hash(32, 2);
+        (void)app::decrypt_env_authenticated(ByteView(data + 1, size - 1), env_key, app_id, compose_hash);
         (void)app::parse_env_text(rest);
         return 0;
     }

@@ -351,6 +351,38 @@ def run_with_agents(h, platform, kms_agent, app_agent, kms2_agent):
                        "--k256-pubkey", "0217610d74cbd39b6143842c6d8bc310d79da1d82cc9d17f8876376221eda0c38f", "--out", bundle, env])
             harness.expect(r.rc != 0 and "not signed by the KMS root key" in r.err, r)
 
+        with h.case("encrypt-env: upstream's bundle decrypts with Python's cryptography (X25519, AES-256-GCM, no KDF)"):
+            try:
+                from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+                from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+            except ImportError:
+                h.skip_case("python3 has no cryptography module")
+            with open(bundle, "rb") as f:
+                raw = f.read()
+            private = X25519PrivateKey.from_private_bytes(bytes.fromhex(first["env_crypt_key"]))
+            shared = private.exchange(X25519PublicKey.from_public_bytes(raw[:32]))
+            plain = json.loads(AESGCM(shared).decrypt(raw[32:44], raw[44:], None))
+            harness.expect(plain["env"][0] == {"key": "API_KEY", "value": "s3cret"}, plain)
+
+        with h.case("encrypt-env --compose: the authenticated form decrypts only for that app and compose"):
+            compose = os.path.join(app_agent, "app-compose.json")
+            auth_bundle = os.path.join(h.tmp, "env.auth")
+            r = h.run([h.dstack, "kms", "encrypt-env", "--kms", kms_url(server), "--app-id", app_identity["app_id"],
+                       "--k256-pubkey", meta["k256_pubkey"], "--compose", compose, "--out", auth_bundle, env])
+            harness.expect(r.rc == 0, r)
+            r = h.run([h.dstack, "kms", "decrypt-env", "--keys", keys_file, "--app-id", app_identity["app_id"],
+                       "--compose", compose, auth_bundle])
+            harness.expect(r.rc == 0 and json.loads(r.out)["env"][0]["value"] == "s3cret", r)
+            other_compose = os.path.join(h.tmp, "other-compose.json")
+            with open(other_compose, "w") as f:
+                f.write('{"name":"other"}')
+            r = h.run([h.dstack, "kms", "decrypt-env", "--keys", keys_file, "--app-id", app_identity["app_id"],
+                       "--compose", other_compose, auth_bundle])
+            harness.expect(r.rc != 0 and "made for compose hash" in r.err, r)
+            r = h.run([h.dstack, "kms", "decrypt-env", "--keys", keys_file, "--app-id", app_identity["app_id"],
+                       "--compose", compose, "--require-authenticated", bundle])
+            harness.expect(r.rc != 0 and "requires authenticated env" in r.err, r)
+
         with h.case("policy: an app that is not listed is denied, naming the rule; nothing released"):
             write_policy(policy, [kms_identity, kms2_identity], [])
             r = get_app_key(h, server, app_agent)

@@ -9,6 +9,7 @@
 #include "dstack/app/agent-client.hpp"
 #include "dstack/app/boot-files.hpp"
 #include "dstack/app/encrypted-env.hpp"
+#include "dstack/app/identity.hpp"
 #include "dstack/app/kms-client.hpp"
 #include "dstack/app/tls-certificates.hpp"
 #include "dstack/base/file.hpp"
@@ -84,8 +85,9 @@ int get_app_key_main(std::string_view usage, int argc, char** argv) {
 }
 
 int encrypt_env_main(std::string_view usage, int argc, char** argv) {
-    std::string kms_url, app_id_hex, k256_hex, input, out_file;
+    std::string kms_url, app_id_hex, k256_hex, input, out_file, compose_file;
     Command command("dstack kms encrypt-env", usage, "dstack kms --help");
+    command.cli().add_option("--compose", compose_file);
     command.cli().add_option("--kms", kms_url)->required();
     command.cli().add_option("--app-id", app_id_hex)->required();
     command.cli().add_option("--k256-pubkey", k256_hex);
@@ -110,7 +112,14 @@ int encrypt_env_main(std::string_view usage, int argc, char** argv) {
     };
     auto key = net::run_blocking(executor_task(kms_url, *app_id, root), "GetAppEnvEncryptPubKey");
     if (!key) return command.fail(key.error().message);
-    auto bundle = app::encrypt_env(*vars, key->public_key);
+    Result<Bytes> bundle = make_error("unreachable");
+    if (compose_file.empty()) {
+        bundle = app::encrypt_env(*vars, key->public_key);
+    } else {
+        auto compose = read_file(compose_file, app::max_app_compose_size);
+        if (!compose) return command.usage_error(compose.error().message);
+        bundle = app::encrypt_env_authenticated(*vars, key->public_key, *app_id, app::compose_hash(*compose));
+    }
     if (!bundle) return command.fail(bundle.error().message);
     if (out_file.empty()) {
         fmt::print("{}\n", hex_encode(*bundle));
@@ -122,16 +131,31 @@ int encrypt_env_main(std::string_view usage, int argc, char** argv) {
 }
 
 int decrypt_env_main(std::string_view usage, int argc, char** argv) {
-    std::string keys_file, input;
+    std::string keys_file, input, app_id_hex, compose_file;
+    bool require_authenticated = false;
     Command command("dstack kms decrypt-env", usage, "dstack kms --help");
     command.cli().add_option("--keys", keys_file)->required();
+    command.cli().add_option("--app-id", app_id_hex);
+    command.cli().add_option("--compose", compose_file);
+    command.cli().add_flag("--require-authenticated", require_authenticated);
     command.cli().add_option("FILE", input)->required();
     if (auto done = command.parse(argc, argv)) return *done;
     auto keys = app::load_app_keys(keys_file);
     if (!keys) return command.usage_error(keys.error().message);
     auto bundle = read_file_or_stdin(input, app::max_encrypted_env_bytes);
     if (!bundle) return command.usage_error(bundle.error().message);
-    auto vars = app::decrypt_env(*bundle, keys->env_crypt_key);
+    Bytes app_id, compose_hash;
+    if (app::is_authenticated_env(*bundle) || require_authenticated) {
+        auto id = hex_decode(app_id_hex);
+        auto compose = read_file(compose_file, app::max_app_compose_size);
+        if (!id || id->size() != 20 || compose_file.empty() || !compose)
+            return command.usage_error("an authenticated env bundle needs --app-id HEX and --compose app-compose.json");
+        app_id = *id;
+        compose_hash = app::compose_hash(*compose);
+    }
+    const Bytes* authenticated = app::is_authenticated_env(*bundle) ? &*bundle : nullptr;
+    const Bytes* legacy = authenticated ? nullptr : &*bundle;
+    auto vars = app::select_env(authenticated, legacy, keys->env_crypt_key, app_id, compose_hash, require_authenticated);
     if (!vars) return command.fail(vars.error().message);
     fmt::print("{}\n", app::env_json(*vars));
     return exit_ok;

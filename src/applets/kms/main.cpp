@@ -26,8 +26,8 @@ constexpr std::string_view usage = R"(usage: dstack kms [serve] [OPTIONS]
        dstack kms onboard --source URL --domain NAME [OPTIONS]
        dstack kms rotate [--cert-dir DIR]
        dstack kms get-app-key --kms URL [--agent ADDR] [--vm-config FILE]
-       dstack kms encrypt-env --kms URL --app-id HEX [--k256-pubkey HEX] FILE
-       dstack kms decrypt-env --keys appkeys.json FILE
+       dstack kms encrypt-env --kms URL --app-id HEX [--k256-pubkey HEX] [--compose F] FILE
+       dstack kms decrypt-env --keys appkeys.json [--app-id HEX --compose F] FILE
 
 The key management service: it verifies the quote in a CVM's RA-TLS client
 certificate, asks its authorization policy whether that app (or KMS) may have
@@ -54,11 +54,16 @@ Subcommands:
                    client certificate attested by the guest agent at --agent;
                    prints the app keys as upstream's .appkeys.json
   decrypt-env      the guest side: decrypt an encrypted env with the env key of
-                   --keys appkeys.json; prints {"env":[...]}
+                   --keys appkeys.json; prints {"env":[...]}. An authenticated
+                   bundle needs --app-id and --compose and is checked against
+                   both; --require-authenticated refuses upstream's form
   encrypt-env      encrypt KEY=VALUE lines (or upstream's {"env":[...]} JSON)
                    for an app with the public key from GetAppEnvEncryptPubKey,
                    checking its signature by --k256-pubkey when given; writes
-                   upstream's binary format to --out (default stdout, hex)
+                   upstream's binary format to --out (default stdout, hex). With
+                   --compose app-compose.json: our authenticated form instead,
+                   bound to the app id and that compose's hash (upstream tools
+                   ignore it; see app/encrypted-env.hpp)
 
 Server options (serve, bootstrap, onboard; kms.toml keys in brackets):
   --config FILE            upstream's kms.toml; flags win
