@@ -86,16 +86,13 @@ Result<std::string> issue_ratls_client_certificate(const crypto::P256PrivateKey&
     return issue_tls_certificate(request, key, temp.temp_ca_key, temp.temp_ca_cert, now);
 }
 
-asio::awaitable<Result<KmsAppKeyResponse>> kms_get_app_key(asio::any_io_executor executor, std::string kms_url,
-                                                           const TempCaCert& temp, crypto::P256PrivateKey client_key,
-                                                           std::string client_cert_pem, std::string vm_config) {
-    std::string base = kms_prpc_base(kms_url);
+// The second connection of upstream's guests: only the root CA, the host name, and "kms:rpc".
+static Result<net::tls::ClientConfig> kms_rpc_tls(const std::string& base, std::string root_ca_pem) {
     auto url = http::parse_url(base);
-    if (!url) co_return url.error().context("--kms");
+    if (!url) return url.error().context("KMS URL");
     net::tls::ClientConfig tls;
     tls.server_name = url->endpoint.host;
-    tls.ca_pem = temp.ca_cert_pem;
-    tls.client_certificate = net::tls::CertifiedKey{std::move(client_cert_pem), client_key.pkcs8_pem()};
+    tls.ca_pem = std::move(root_ca_pem);
     tls.verify_server_hook = [](const std::vector<Bytes>& chain) -> Result<void> {
         auto leaf = crypto::Certificate::from_der(chain.front());
         if (!leaf) return std::move(leaf).take_error();
@@ -104,6 +101,45 @@ asio::awaitable<Result<KmsAppKeyResponse>> kms_get_app_key(asio::any_io_executor
             return make_error("the server certificate is not a KMS RPC certificate (no special usage \"kms:rpc\")");
         return {};
     };
+    return tls;
+}
+
+asio::awaitable<Result<std::vector<std::string>>> kms_sign_cert(asio::any_io_executor executor, std::string kms_url,
+                                                                std::string root_ca_pem, std::uint32_t api_version,
+                                                                Bytes csr, Bytes signature, std::string vm_config) {
+    std::string base = kms_prpc_base(kms_url);
+    auto tls = kms_rpc_tls(base, std::move(root_ca_pem));
+    if (!tls) co_return std::move(tls).take_error();
+    std::string body = fmt::format(R"({{"api_version":{},"csr":"{}","signature":"{}","vm_config":"{}"}})", api_version,
+                                   hex_encode(csr), hex_encode(signature), json_escape(vm_config));
+    auto document = co_await call(executor, base, "SignCert", std::move(body), std::move(*tls));
+    if (!document) co_return std::move(document).take_error();
+    auto decode = [&]() -> Result<std::vector<std::string>> {
+        DSTACK_TRY(auto object, document->root().object());
+        DSTACK_TRY(auto list, object.array("certificate_chain", 8));
+        std::vector<std::string> chain;
+        for (std::size_t i = 0; i < list.size(); ++i) {
+            DSTACK_TRY(auto pem, list[i].string());
+            if (auto parsed = crypto::Certificate::from_pem(pem); !parsed)
+                return parsed.error().context(fmt::format("$.certificate_chain[{}]", i));
+            chain.push_back(std::move(pem));
+        }
+        if (chain.size() != 3) return make_error("$.certificate_chain: {} certificates, expected 3", chain.size());
+        return chain;
+    };
+    auto chain = decode();
+    if (!chain) co_return chain.error().context("SignCert reply");
+    co_return std::move(*chain);
+}
+
+asio::awaitable<Result<KmsAppKeyResponse>> kms_get_app_key(asio::any_io_executor executor, std::string kms_url,
+                                                           const TempCaCert& temp, crypto::P256PrivateKey client_key,
+                                                           std::string client_cert_pem, std::string vm_config) {
+    std::string base = kms_prpc_base(kms_url);
+    auto rpc_tls = kms_rpc_tls(base, temp.ca_cert_pem);
+    if (!rpc_tls) co_return std::move(rpc_tls).take_error();
+    net::tls::ClientConfig tls = std::move(*rpc_tls);
+    tls.client_certificate = net::tls::CertifiedKey{std::move(client_cert_pem), client_key.pkcs8_pem()};
     std::string body = fmt::format(R"({{"api_version":1,"vm_config":"{}"}})", json_escape(vm_config));
     auto document = co_await call(executor, base, "GetAppKey", std::move(body), std::move(tls));
     if (!document) co_return std::move(document).take_error();

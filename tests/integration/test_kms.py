@@ -295,6 +295,34 @@ def run_with_agents(h, platform, kms_agent, app_agent, kms2_agent):
             status, text = curl_kms(h, server, "SignCert", {"api_version": 2, "csr": "00", "signature": "", "vm_config": ""})
             harness.expect(status == 400 and "csr" in text, f"{status} {text}")
 
+        with h.case("agent with KMS keys: GetTlsKey's certificate comes from the KMS's SignCert ([leaf, app CA, root CA])"):
+            kms_app = platform.agent_dir("kms-app-agent")
+            with open(os.path.join(kms_app, "appkeys.json"), "w") as f:
+                json.dump(first, f)
+            with agent(h, kms_app, "kms-app agent"):
+                kms_app_identity = identity_of(h, platform, kms_app)
+                harness.expect(json.loads(bytes.fromhex(kms_app_identity["key_provider_info"]))["name"] == "kms",
+                               kms_app_identity["key_provider_info"])
+                write_policy(policy, [kms_identity, kms2_identity], [app_identity, kms_app_identity])
+                sock = os.path.join(kms_app, "dstack.sock")
+                r = h.run(["curl", "-sS", "--unix-socket", sock, "-X", "POST", "-H", "Content-Type: application/json",
+                           "-d", json.dumps({"subject": "app.example", "alt_names": ["app.example"], "usage_ra_tls": True,
+                                             "usage_server_auth": True}), "http://localhost/GetTlsKey"], timeout=60)
+                reply = json.loads(r.out)
+                harness.expect("certificate_chain" in reply, r.out[:400])
+                chain = reply["certificate_chain"]
+                harness.expect(len(chain) == 3, f"{len(chain)} certificates")
+                names = []
+                for i, pem in enumerate(chain):
+                    names.append(os.path.join(h.tmp, f"tls-{i}.pem"))
+                    with open(names[-1], "w") as f:
+                        f.write(pem)
+                r = h.run(["openssl", "verify", "-CAfile", names[2], "-untrusted", names[1], names[0]])
+                harness.expect(r.rc == 0, r)
+                r = verify_ratls(h, platform, chain)
+                harness.expect(r.rc == 0 and r.out.startswith("VALID"), r)
+            write_policy(policy, [kms_identity, kms2_identity], [app_identity])
+
     with kms_server(h, certs, platform, kms_agent, *policy_flags) as server:
         with h.case("restart: the same app keys"):
             after = app_keys(h, server, app_agent)
@@ -551,6 +579,13 @@ def sign_cert(h, server, app_agent):
                                                     "vm_config": ""})
     harness.expect(status == 200, f"{status} {text[:400]}")
     return json.loads(text)["certificate_chain"]
+
+
+def verify_ratls(h, platform, chain):
+    path = os.path.join(h.tmp, "ratls-chain.pem")
+    with open(path, "w") as f:
+        f.write("".join(chain[:2]))
+    return h.run([h.dstack, "verify", *attestation_flags(platform), path])
 
 
 def der_length(n):

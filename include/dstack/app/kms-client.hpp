@@ -7,6 +7,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
@@ -47,6 +48,13 @@ struct KmsAppKeyResponse {
 asio::awaitable<Result<KmsAppKeyResponse>> kms_get_app_key(asio::any_io_executor executor, std::string kms_url,
                                                            const TempCaCert& temp, crypto::P256PrivateKey client_key,
                                                            std::string client_cert_pem, std::string vm_config);
+
+// SignCert: the SCALE CSR and its signature (app/cert-signing-request.hpp) to the KMS at kms_url,
+// over TLS trusting only `root_ca_pem` with the host name checked and "kms:rpc" required (as
+// GetAppKey's connection). Returns upstream's [leaf PEM, app CA PEM, root CA PEM].
+asio::awaitable<Result<std::vector<std::string>>> kms_sign_cert(asio::any_io_executor executor, std::string kms_url,
+                                                                std::string root_ca_pem, std::uint32_t api_version,
+                                                                Bytes csr, Bytes signature, std::string vm_config);
 
 // GetAppEnvEncryptPubKey (no client certificate); with `root_k256_pubkey`, the signatures must
 // recover to it (v1 within -60..+300 s of now, else the legacy one).

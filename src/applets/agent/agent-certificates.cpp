@@ -4,6 +4,9 @@
 #include "agent.hpp"
 
 #include "dstack/app/app-info-encoding.hpp"
+#include "dstack/app/cert-signing-request.hpp"
+#include "dstack/app/kms-client.hpp"
+#include "dstack/net/blocking.hpp"
 #include "dstack/app/tls-certificates.hpp"
 #include "dstack/base/clock.hpp"
 #include "dstack/base/json-reader.hpp"
@@ -29,12 +32,43 @@ std::string Agent::attestation_config() const {
     return files_.sys_config_text;
 }
 
+// Keys from a KMS: the KMS holds the app CA, so the certificate comes from its SignCert (what
+// upstream's cert-client does): a CSR with this key's attestation, signed by the key. Blocks this
+// worker thread for the round trip (bounded by the client's timeouts).
+Result<Reply> Agent::kms_certificate(const crypto::P256PrivateKey& key, const CertOptions& options) const {
+    const auto& provider = files_.keys.key_provider;
+    if (provider.url.empty()) return make_error("the app keys name no KMS URL (key_provider.Kms.url)");
+    auto report_data = app::ratls_report_data(key.spki_der());
+    tee::Fixed<64> fixed{};
+    std::copy(report_data.begin(), report_data.end(), fixed.begin());
+    DSTACK_TRY(auto attested, this->attested(fixed));
+    app::CertSigningRequest csr;
+    csr.version = 2;
+    csr.pubkey = key.spki_der();
+    csr.config.subject = options.subject;
+    csr.config.subject_alt_names = options.alt_names;
+    csr.config.usage_server_auth = options.server_auth;
+    csr.config.usage_client_auth = options.client_auth;
+    csr.config.ext_quote = options.ra_tls;
+    csr.config.ext_app_info = options.app_info;
+    csr.config.not_before = options.not_before;
+    csr.config.not_after = options.not_after;
+    DSTACK_TRY(csr.attestation, versioned_attestation(attested, certificate_event_log(attested), attestation_config()));
+    DSTACK_TRY(auto signed_csr, app::sign_cert_signing_request(csr, key));
+    auto chain = net::run_blocking(app::kms_sign_cert(asio::system_executor(), provider.url, files_.keys.ca_cert_pem, 2,
+                                                      std::move(signed_csr.csr), std::move(signed_csr.signature),
+                                                      files_.sys_config.vm_config),
+                                   "KMS SignCert");
+    if (!chain) return std::move(chain).take_error().context("the KMS did not sign the certificate");
+    JsonObject out;
+    out.string("key", key.pkcs8_pem());
+    out.string_list("certificate_chain", *chain);
+    return out.reply();
+}
+
 Result<Reply> Agent::issue_certificate(const crypto::P256PrivateKey& key, const CertOptions& options) const {
-    if (!ca_key_ || !ca_cert_) {
-        return make_error(
-            "not implemented: certificates for apps whose keys come from a KMS are signed by the KMS (SignCert), "
-            "which this agent cannot reach yet");
-    }
+    if (files_.keys.key_provider.kind == app::KeyProvider::Kind::kms && !fixture_) return kms_certificate(key, options);
+    if (!ca_key_ || !ca_cert_) return make_error("no app CA: the app keys carry no CA key");
     app::TlsCertRequest request;
     request.subject = options.subject;
     request.alt_names = options.alt_names;

@@ -112,6 +112,7 @@ private:
                               std::optional<std::string> prefix) const;
     struct CertOptions;
     Result<Reply> issue_certificate(const crypto::P256PrivateKey& key, const CertOptions& options) const;
+    Result<Reply> kms_certificate(const crypto::P256PrivateKey& key, const CertOptions& options) const;
 
     BootFiles files_;
     AgentSettings settings_;
