@@ -433,9 +433,29 @@ def run_with_agents(h, platform, kms_agent, app_agent, kms2_agent):
                 r = get_app_key(h, server, rogue)
                 harness.expect(r.rc != 0 and "invalid quote" in r.err and "k256_key" not in r.out, r)
 
-        with h.case("attack: a certificate whose quote commits to another key is refused; so is one not signed by the temp CA"):
+        with h.case("attack: a certificate whose quote commits to another key is refused"):
             status, text = attack_unbound_key(h, server, app_agent, temp)
             harness.expect(status == 400 and "invalid quote" in text and "certificate key" in text, f"{status} {text[:300]}")
+
+        with h.case("attack: a tampered event log (another compose hash) is refused: RTMR3 does not replay"):
+            status, text = attack_tampered_log(h, server, app_agent, temp, app_identity["compose_hash"])
+            harness.expect(status == 400 and "invalid quote" in text and "RTMR3" in text, f"{status} {text[:300]}")
+
+        with h.case("attack: a debug TD with the app's measurements is refused ('debug')"):
+            status, text = attack_debug_td(h, server, app_agent, temp, platform)
+            harness.expect(status == 400 and "invalid quote" in text and "debug mode" in text.lower(), f"{status} {text[:300]}")
+
+        with h.case("attack: another app's certificate replayed without its key: no TLS session, nothing released"):
+            work = h.tmpdir("replay")
+            key_a, spki_a = openssl_key(work, "a.key")
+            key_b, _ = openssl_key(work, "b.key")
+            cert_a = ratls_cert(h, work, key_a, agent_attestation(h, app_agent, hashlib.sha512(b"ratls-cert:" + spki_a).hexdigest()),
+                                temp, "a")
+            status, text = get_app_key_with(h, server, cert_a, key_a)
+            harness.expect(status == 200 and "k256_key" in text, f"the genuine certificate was refused: {status} {text[:200]}")
+            r = h.run(["curl", "-sS", "-k", "--max-time", "20", "--cert", cert_a, "--key", key_b,
+                       f"{kms_url(server)}/prpc/GetAppKey?json", "-H", "Content-Type: application/json", "-d", "{}"])
+            harness.expect(r.rc != 0 and "k256_key" not in r.out, r)
 
     with h.case("TCB: an OutOfDate platform is refused by default ('policy.tcb'), then by the policy's allowedTcbStatuses"):
         outdated = os.path.join(h.tmp, "collateral-outofdate.json")
@@ -515,31 +535,92 @@ def run_with_agents(h, platform, kms_agent, app_agent, kms2_agent):
                 pass
 
 
-def attack_unbound_key(h, server, app_agent, temp):
-    """An RA-TLS certificate carrying the app's genuine attestation, made for key A, on key B."""
-    work = h.tmpdir("unbound")
-    run = lambda *cmd, **kw: subprocess.run(cmd, capture_output=True, check=True, **kw)
-    key_a, key_b = os.path.join(work, "a.key"), os.path.join(work, "b.key")
-    for key in (key_a, key_b):
-        run("openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key)
-    spki_a = run("openssl", "pkey", "-in", key_a, "-pubout", "-outform", "DER").stdout
-    report = hashlib.sha512(b"ratls-cert:" + spki_a).hexdigest()
+def openssl_key(work, name):
+    key = os.path.join(work, name)
+    subprocess.run(["openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key], capture_output=True,
+                   check=True)
+    spki = subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-outform", "DER"], capture_output=True,
+                          check=True).stdout
+    return key, spki
+
+
+def agent_attestation(h, app_agent, report_hex):
     sock = os.path.join(app_agent, "dstack.sock")
     r = h.run(["curl", "-sS", "--unix-socket", sock, "-X", "POST", "-H", "Content-Type: application/json",
-               "-d", json.dumps({"report_data": report}), "http://localhost/Attest"])
-    attestation = bytes.fromhex(json.loads(r.out)["attestation"])
+               "-d", json.dumps({"report_data": report_hex}), "http://localhost/Attest"])
+    return bytes.fromhex(json.loads(r.out)["attestation"])
+
+
+def ratls_cert(h, work, key, attestation, temp, name):
+    """An RA-TLS client certificate for `key` carrying `attestation`, signed by the KMS's temp CA (openssl)."""
+    run = lambda *cmd: subprocess.run(cmd, capture_output=True, check=True)
     inner = b"\x04" + der_length(len(attestation)) + attestation
-    for name, pem in [("ca.crt", temp["temp_ca_cert"]), ("ca.key", temp["temp_ca_key"])]:
-        with open(os.path.join(work, name), "w") as f:
+    for file, pem in [("ca.crt", temp["temp_ca_cert"]), ("ca.key", temp["temp_ca_key"])]:
+        with open(os.path.join(work, file), "w") as f:
             f.write(pem)
-    with open(os.path.join(work, "ext.cnf"), "w") as f:
+    ext = os.path.join(work, name + ".cnf")
+    with open(ext, "w") as f:
         f.write(f"[ext]\n1.3.6.1.4.1.62397.1.8=DER:{inner.hex()}\n")
-    csr = os.path.join(work, "b.csr")
-    run("openssl", "req", "-new", "-key", key_b, "-subj", "/CN=RA-TLS TEMP Cert", "-out", csr)
-    cert = os.path.join(work, "b.crt")
+    csr, cert = os.path.join(work, name + ".csr"), os.path.join(work, name + ".crt")
+    run("openssl", "req", "-new", "-key", key, "-subj", "/CN=RA-TLS TEMP Cert", "-out", csr)
     run("openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(work, "ca.crt"), "-CAkey", os.path.join(work, "ca.key"),
-        "-CAcreateserial", "-days", "1", "-extfile", os.path.join(work, "ext.cnf"), "-extensions", "ext", "-out", cert)
-    return curl_kms(h, server, "GetAppKey", {"api_version": 1, "vm_config": ""}, extra=["--cert", cert, "--key", key_b])
+        "-CAcreateserial", "-days", "1", "-extfile", ext, "-extensions", "ext", "-out", cert)
+    return cert
+
+
+def get_app_key_with(h, server, cert, key):
+    return curl_kms(h, server, "GetAppKey", {"api_version": 1, "vm_config": ""}, extra=["--cert", cert, "--key", key])
+
+
+def attack_unbound_key(h, server, app_agent, temp):
+    """The app's genuine attestation, made for key A, in a certificate of key B."""
+    work = h.tmpdir("unbound")
+    key_a, spki_a = openssl_key(work, "a.key")
+    key_b, _ = openssl_key(work, "b.key")
+    attestation = agent_attestation(h, app_agent, hashlib.sha512(b"ratls-cert:" + spki_a).hexdigest())
+    cert = ratls_cert(h, work, key_b, attestation, temp, "b")
+    return get_app_key_with(h, server, cert, key_b)
+
+
+def attack_tampered_log(h, server, app_agent, temp, compose_hash_hex):
+    """A bound attestation whose compose-hash event payload was changed (everywhere it appears)."""
+    work = h.tmpdir("tampered")
+    key, spki = openssl_key(work, "k.key")
+    attestation = agent_attestation(h, app_agent, hashlib.sha512(b"ratls-cert:" + spki).hexdigest())
+    original = bytes.fromhex(compose_hash_hex)
+    harness.expect(original in attestation, "the compose hash is not in the attestation")
+    forged = attestation.replace(original, bytes(b ^ 0xff for b in original))
+    cert = ratls_cert(h, work, key, forged, temp, "k")
+    return get_app_key_with(h, server, cert, key)
+
+
+def attack_debug_td(h, server, app_agent, temp, platform):
+    """The same TD measurements and report data in a quote whose TD is in debug mode (the same simulated PKI)."""
+    work = h.tmpdir("debug")
+    key, spki = openssl_key(work, "k.key")
+    report = hashlib.sha512(b"ratls-cert:" + spki).hexdigest()
+    attestation = agent_attestation(h, app_agent, report)
+    path = os.path.join(work, "attestation.bin")
+    with open(path, "wb") as f:
+        f.write(attestation)
+    quote = verify_json(h, platform, path)["quote"]
+    pki = os.path.join(platform.agents[0], "tee")
+    out = os.path.join(work, "debug-quote.bin")
+    r = h.run([h.dstack, "verify", "sim", "quote", pki, "-o", out, "--debug", "--report-data", report,
+               "--mrtd", quote["mr_td"], "--rtmr0", quote["rt_mr0"], "--rtmr1", quote["rt_mr1"], "--rtmr2", quote["rt_mr2"],
+               "--rtmr3", quote["rt_mr3"], "--mr-config-id", quote["mr_config_id"]])
+    harness.expect(r.rc == 0, r)
+    with open(out, "rb") as f:
+        debug_quote = f.read()
+    # The V0 attestation holds the quote as a SCALE byte vector right after its two tag bytes.
+    prefix = attestation[:2]
+    length_and_quote = attestation[2:]
+    old_len_prefix = scale_compact(len(debug_quote))
+    harness.expect(length_and_quote[:len(old_len_prefix)] == old_len_prefix,
+                   "the debug quote differs in length from the agent's (cannot splice)")
+    forged = prefix + old_len_prefix + debug_quote + length_and_quote[len(old_len_prefix) + len(debug_quote):]
+    cert = ratls_cert(h, work, key, forged, temp, "k")
+    return get_app_key_with(h, server, cert, key)
 
 
 def scale_compact(n):
