@@ -457,6 +457,40 @@ def run_with_agents(h, platform, kms_agent, app_agent, kms2_agent):
                        f"{kms_url(server)}/prpc/GetAppKey?json", "-H", "Content-Type: application/json", "-d", "{}"])
             harness.expect(r.rc != 0 and "k256_key" not in r.out, r)
 
+    with h.case("Onboard API: a KMS without keys serves Onboard over plain HTTP; Bootstrap, /finish, then the RA-TLS service (kms.toml)"):
+        fresh = h.tmpdir("onboard-certs")
+        onboard_port, rpc_port = free_port(), free_port()
+        toml = os.path.join(h.tmp, "kms.toml")
+        with open(toml, "w") as f:
+            f.write(f"""[rpc]\naddress = "127.0.0.1"\nport = {rpc_port}\n\n[core]\ncert_dir = "{fresh}"\n\n"""
+                    f"""[core.auth_api]\ntype = "policy"\n\n[core.auth_api.policy]\nfile = "{policy}"\n\n"""
+                    f"""[core.onboard]\nenabled = true\naddress = "127.0.0.1"\nport = {onboard_port}\n\n"""
+                    f"""[core.attestation]\ninsecure_allow_external_trust_anchors = true\ncollateral_file = "{platform.collateral}"\n"""
+                    f"""\n[core.attestation.root_ca]\ntdx = "{platform.root}"\n""")
+        cmd = [h.dstack, "kms", "--config", toml, "--agent", agent_socket(kms_agent)]
+        with h.server(cmd, name="kms (onboarding)", timeout=30) as server:
+            harness.expect(server.address.port == onboard_port, server.address)
+            base = f"http://127.0.0.1:{onboard_port}"
+            status, text = h.curl(base + "/finish")
+            harness.expect(status == 409, f"/finish before keys: {status} {text}")
+            body = os.path.join(h.tmp, "bootstrap.json")
+            with open(body, "w") as f:
+                json.dump({"domain": "127.0.0.1"}, f)
+            status, text = h.curl(base + "/prpc/Onboard.Bootstrap?json", data_file=body, headers=["Content-Type: application/json"])
+            harness.expect(status == 200 and len(bytes.fromhex(json.loads(text)["k256_pubkey"])) == 33, f"{status} {text[:300]}")
+            status, text = h.curl(base + "/prpc/Onboard.Bootstrap?json", data_file=body, headers=["Content-Type: application/json"])
+            harness.expect(status == 400 and "already been bootstrapped" in text, f"{status} {text[:300]}")
+            status, text = h.curl(base + "/finish")
+            harness.expect(status == 200 and text == "OK", f"{status} {text}")
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                r = h.run(["curl", "-sS", "-k", "--max-time", "5", f"https://127.0.0.1:{rpc_port}/health"], timeout=10)
+                if r.rc == 0:
+                    break
+                time.sleep(0.2)
+            harness.expect(r.rc == 0 and r.out == "OK", f"the RA-TLS service did not come up after /finish: {r}")
+            harness.expect(os.path.exists(os.path.join(fresh, "bootstrap-info.json")), "no bootstrap-info.json")
+
     with h.case("TCB: an OutOfDate platform is refused by default ('policy.tcb'), then by the policy's allowedTcbStatuses"):
         outdated = os.path.join(h.tmp, "collateral-outofdate.json")
         r = h.run([h.dstack, "verify", "sim", "collateral", os.path.join(kms_agent, "tee"), "-o", outdated,
