@@ -134,7 +134,6 @@ asio::awaitable<Result<Reply>> Kms::get_meta(const Call&) const {
     out.hex("k256_pubkey", base.k256_key.public_key_compressed());
     rapidjson::Value bootstrap;  // null
     if (keys_.bootstrap_info) {
-        rapidjson::Document parsed(&out.allocator());
         JsonObject info;
         info.hex("ca_pubkey", keys_.bootstrap_info->ca_pubkey);
         info.hex("k256_pubkey", keys_.bootstrap_info->k256_pubkey);
