@@ -360,6 +360,32 @@ def run_with_agents(h, platform, kms_agent, app_agent, kms2_agent):
                        "--auth", "dev", "--insecure-dev-auth"], timeout=60)
             harness.expect(r.rc != 0 and "KMS not allowed" in r.err and not os.listdir(os.path.join(h.tmp, "kms4-certs")), r)
 
+        with h.case("onboard: a source whose attestation fails (another platform's TEE) is refused; so is a destination's"):
+            rogue_platform = Platform(h, "rogue-platform")
+            rogue = rogue_platform.agent_dir("rogue-kms-agent")
+            with agent(h, rogue, "rogue kms agent"):
+                rogue_certs = h.tmpdir("rogue-certs")
+                rogue_flags = ["--agent", agent_socket(rogue), *attestation_flags(rogue_platform), "--auth", "dev",
+                               "--insecure-dev-auth"]
+                r = h.run([h.dstack, "kms", "bootstrap", "--cert-dir", rogue_certs, "--domain", "127.0.0.1", *rogue_flags])
+                harness.expect(r.rc == 0, r)
+                port = free_port()
+                with h.server([h.dstack, "kms", "serve", "--cert-dir", rogue_certs, "--listen", f"127.0.0.1:{port}",
+                               *rogue_flags], name="rogue kms", timeout=30):
+                    # Source: the receiver trusts only the real platform's root.
+                    r = h.run([h.dstack, "kms", "onboard", "--source", f"https://127.0.0.1:{port}", "--domain", "127.0.0.1",
+                               "--cert-dir", h.tmpdir("kms5-certs"), "--agent", agent_socket(kms2_agent),
+                               *attestation_flags(platform), *policy_flags], timeout=60)
+                    harness.expect(r.rc != 0 and "the source KMS's attestation" in r.err and "invalid quote" in r.err, r)
+                    harness.expect(not os.listdir(os.path.join(h.tmp, "kms5-certs")), "keys written after a failed onboarding")
+                # Destination: the real KMS refuses a receiver whose quote its root does not sign.
+                r = h.run([h.dstack, "kms", "onboard", "--source", kms_url(server), "--domain", "127.0.0.1",
+                           "--cert-dir", h.tmpdir("kms6-certs"), "--agent", agent_socket(rogue), "--trust-root", platform.root,
+                           "--collateral", platform.collateral, "--auth", "dev", "--insecure-dev-auth",
+                           "--no-self-authorization"], timeout=60)
+                harness.expect(r.rc != 0 and "GetKmsKey" in r.err and "invalid quote" in r.err, r)
+                harness.expect(not os.listdir(os.path.join(h.tmp, "kms6-certs")), "keys written after a refused GetKmsKey")
+
         with h.case("encrypt-env: upstream's format for the app's key, checked against the root k256 key; the app decrypts"):
             env = os.path.join(h.tmp, "app.env")
             with open(env, "w") as f:
