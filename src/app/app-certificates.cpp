@@ -12,16 +12,9 @@
 namespace dstack::app {
 namespace {
 
-constexpr std::uint32_t acpi_data_event_type = 10;  // EV_PLATFORM_CONFIG_FLAGS
-constexpr std::string_view acpi_data = "ACPI DATA";
-
 Result<void> check_app_id(ByteView app_id) {
     if (app_id.size() != app_id_size) return make_error("app_id must be {} bytes, not {}", app_id_size, app_id.size());
     return {};
-}
-
-bool is_acpi_data(const tee::TdxEvent& event) {
-    return event.imr == 0 && event.event_type == acpi_data_event_type && as_chars(event.event_payload) == acpi_data;
 }
 
 Result<UnixSeconds> certificate_time(std::string_view what, std::uint64_t seconds) {
@@ -58,35 +51,6 @@ Result<std::string> issue_app_ca_certificate(ByteView app_id, const crypto::P256
     return readable_pem(std::move(der));
 }
 
-Result<Bytes> stripped_attestation(const tee::Evidence& evidence) {
-    tee::Evidence stripped;
-    stripped.quote = evidence.quote;
-    stripped.vm_config = evidence.vm_config;
-    std::vector<tee::TdxEvent> rtmr3_events;
-    for (const auto& event : evidence.event_log) {
-        if (is_acpi_data(event)) {
-            auto kept = event;
-            kept.preimage.reset();
-            stripped.event_log.push_back(std::move(kept));
-        } else if (event.imr == 3) {
-            rtmr3_events.push_back(event);
-            auto kept = event;
-            kept.digest.clear();  // a verifier recomputes it from name and payload
-            kept.preimage.reset();
-            stripped.event_log.push_back(std::move(kept));
-        }
-    }
-    stripped.runtime_events = evidence.runtime_events ? *evidence.runtime_events : std::move(rtmr3_events);
-    if (evidence.report_data) {
-        stripped.report_data = evidence.report_data;
-    } else {
-        auto quote = tee::parse_quote(evidence.quote);
-        if (!quote) return std::move(quote).take_error().context("attestation quote");
-        const auto& report_data = quote->report_data();
-        stripped.report_data = Bytes(report_data.begin(), report_data.end());
-    }
-    return tee::encode_versioned_attestation(stripped);
-}
 
 Result<std::string> issue_app_certificate(const SignCertRequest& request, ByteView app_id, ByteView app_info,
                                           const crypto::P256PrivateKey& app_ca_key,
@@ -106,7 +70,7 @@ Result<std::string> issue_app_certificate(const SignCertRequest& request, ByteVi
     }
     leaf.special_usage = std::string(app_custom_usage);
     if (config.ext_quote) {
-        auto attestation = stripped_attestation(request.evidence);
+        auto attestation = tee::strip_evidence_for_certificate(request.evidence);
         if (!attestation) return std::move(attestation).take_error().context("csr: attestation for config.ext_quote");
         leaf.attestation = std::move(*attestation);
     }

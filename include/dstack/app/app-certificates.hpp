@@ -32,13 +32,6 @@ Result<std::string> issue_app_ca_certificate(ByteView app_id, const crypto::P256
                                              const crypto::P256PrivateKey& root_ca_key,
                                              const crypto::Certificate& root_ca_cert, UnixSeconds now);
 
-// The attestation of `evidence` as RA-TLS certificates carry it (extension 1.8), as upstream's
-// into_stripped: of the event log only the RTMR0 "ACPI DATA" events (digest kept) and the RTMR3
-// events (digest cleared), runtime events and report data unchanged; encoded V0 while every
-// runtime event is v1, else V1. Evidence without runtime events or report data (a V1 CSR's quote
-// and event log) takes them from its RTMR3 events and its quote.
-Result<Bytes> stripped_attestation(const tee::Evidence& evidence);
-
 // The leaf certificate PEM for a verified SignCert request: O=org_name (if set), CN=subject, the
 // SANs, KeyUsage digitalSignature, EKU per the usage flags, extensions 1.3 = app_id, 1.9 =
 // app_info (MessagePack AppInfo) iff config.ext_app_info, 1.4 = "app:custom", 1.8 = the CSR's

@@ -62,6 +62,9 @@ Result<Bytes> encode_versioned_attestation(const Evidence& evidence);
 // into_stripped: of the boot events only RTMR0's ACPI DATA ones (digest kept), the runtime events
 // with their digests cleared (verifiers recompute them); re-encoded as encode_versioned_attestation.
 Result<Bytes> strip_attestation_for_certificate(ByteView versioned);
+// The same from parsed evidence; evidence without report data of its own (a bare quote and event
+// log) takes the quote's.
+Result<Bytes> strip_evidence_for_certificate(const Evidence& evidence);
 
 // Sniffs the input: raw quote, hex (optional 0x, whitespace ignored), V0 attestation (raw or
 // hex; first byte 0x00), V1 attestation (raw or hex; first byte a MessagePack map marker), GetQuote JSON ({"quote","event_log",...}), {"attestation": hex}, RA-TLS certificate PEM

@@ -64,30 +64,49 @@ asio::awaitable<Result<void>> Kms::ensure_self_allowed() const {
     co_return Result<void>();
 }
 
-asio::awaitable<Result<app::AttestedPeer>> Kms::attested_caller(const Call& call, bool boot_time) const {
+Result<tee::Evidence> Kms::caller_evidence(const Call& call) const {
     static const std::vector<Bytes> none;
     const auto& chain = call.connection.tls ? call.connection.tls->peer_chain_der : none;
-    auto evidence = app::peer_evidence(chain, keys_.tmp_ca_cert);
-    if (!evidence) co_return std::move(evidence).take_error();
-    co_return co_await app::verify_attested_peer(*verifier_, *evidence, boot_time);
+    return app::peer_evidence(chain, keys_.tmp_ca_cert);
+}
+
+asio::awaitable<Result<Kms::Admitted>> Kms::admit(const tee::Evidence& evidence, bool boot_time, std::string vm_config,
+                                                  app::KmsAuthTarget target) const {
+    std::string_view who = target == app::KmsAuthTarget::app ? "App" : "KMS";
+    auto peer = co_await app::verify_attested_peer(*verifier_, evidence, boot_time);
+    if (!peer) co_return std::move(peer).take_error();
+    auto info = boot_info_of(*peer, vm_config);
+    if (!info) co_return std::move(info).take_error();
+    auto decision = co_await authorize(*info, target);
+    if (!decision) co_return decision.error().context(fmt::format("{} not allowed", who));
+    if (!decision->allowed) co_return make_error("{} not allowed: Boot denied: {}", who, decision->reason);
+    Admitted admitted;
+    admitted.peer = std::move(*peer);
+    admitted.info = std::move(*info);
+    admitted.decision = std::move(*decision);
+    co_return admitted;
+}
+
+Result<const app::KmsRootKeys*> Kms::app_root(const Admitted& admitted) const {
+    DSTACK_TRY(auto epoch, registry_->epoch_for_app(admitted.info.app_id, admitted.decision.key_epoch, keys_));
+    const auto* root = keys_.epoch(epoch);
+    if (!root) return make_error("key epoch {} does not exist on this KMS (it has 0 to {})", epoch, keys_.epochs.back().epoch);
+    return root;
 }
 
 asio::awaitable<Result<Reply>> Kms::get_app_key(const Call& call) const {
     auto args = app::decode_get_app_key(call);
     if (!args) co_return std::move(args).take_error();
     if (auto self = co_await ensure_self_allowed(); !self) co_return std::move(self).take_error();
-    auto peer = co_await attested_caller(call, false);
-    if (!peer) co_return std::move(peer).take_error();
-    auto info = boot_info_of(*peer, args->vm_config);
-    if (!info) co_return std::move(info).take_error();
-    auto decision = co_await authorize(*info, app::KmsAuthTarget::app);
-    if (!decision) co_return decision.error().context("App not allowed");
-    if (!decision->allowed) co_return make_error("App not allowed: Boot denied: {}", decision->reason);
-
-    auto epoch = registry_->epoch_for_app(info->app_id, decision->key_epoch, keys_);
-    if (!epoch) co_return std::move(epoch).take_error();
-    const auto* root = keys_.epoch(*epoch);
-    if (!root) co_return make_error("key epoch {} does not exist on this KMS (it has 0 to {})", *epoch, keys_.epochs.size() - 1);
+    auto evidence = caller_evidence(call);
+    if (!evidence) co_return std::move(evidence).take_error();
+    auto admitted = co_await admit(*evidence, false, args->vm_config, app::KmsAuthTarget::app);
+    if (!admitted) co_return std::move(admitted).take_error();
+    auto root_keys = app_root(*admitted);
+    if (!root_keys) co_return std::move(root_keys).take_error();
+    const auto* root = *root_keys;
+    const auto* info = &admitted->info;
+    const auto* decision = &admitted->decision;
     auto keys = app::derive_kms_app_keys(*root, info->app_id, info->instance_id);
     if (!keys) co_return std::move(keys).take_error();
 
@@ -100,10 +119,10 @@ asio::awaitable<Result<Reply>> Kms::get_app_key(const Call& call) const {
     out.string("tproxy_app_id", decision->gateway_app_id);
     out.string("gateway_app_id", decision->gateway_app_id);
     out.hex("os_image_hash", info->os_image_hash);
-    out.number("key_epoch", *epoch);
+    out.number("key_epoch", root->epoch);
     metrics_.keys_released++;
     log::info("released the keys of app {} instance {} (epoch {}, compose {})", hex_encode(info->app_id),
-              hex_encode(info->instance_id), *epoch, hex_encode(info->compose_hash));
+              hex_encode(info->instance_id), root->epoch, hex_encode(info->compose_hash));
     co_return out.reply();
 }
 
@@ -180,13 +199,11 @@ asio::awaitable<Result<Reply>> Kms::get_kms_key(const Call& call) const {
     auto args = app::decode_get_kms_key(call);
     if (!args) co_return std::move(args).take_error();
     if (auto self = co_await ensure_self_allowed(); !self) co_return std::move(self).take_error();
-    auto peer = co_await attested_caller(call, false);
-    if (!peer) co_return std::move(peer).take_error();
-    auto info = boot_info_of(*peer, args->vm_config);
-    if (!info) co_return std::move(info).take_error();
-    auto decision = co_await authorize(*info, app::KmsAuthTarget::kms);
-    if (!decision) co_return decision.error().context("KMS not allowed");
-    if (!decision->allowed) co_return make_error("KMS not allowed: Boot denied: {}", decision->reason);
+    auto evidence = caller_evidence(call);
+    if (!evidence) co_return std::move(evidence).take_error();
+    auto admitted = co_await admit(*evidence, false, args->vm_config, app::KmsAuthTarget::kms);
+    if (!admitted) co_return std::move(admitted).take_error();
+    const auto* info = &admitted->info;
 
     JsonObject out;
     out.string("temp_ca_key", keys_.tmp_ca_key.pkcs8_pem());
@@ -225,17 +242,13 @@ asio::awaitable<Result<Reply>> Kms::sign_cert(const Call& call) const {
     if (!request) co_return std::move(request).take_error();
     // The CSR's attestation, bound to the CSR's key; RTMR3 up to boot-mr-done (runtime certificate
     // requests come after more events), without the key provider, as upstream.
-    auto peer = co_await app::verify_attested_peer(*verifier_, request->evidence, true);
-    if (!peer) co_return std::move(peer).take_error();
-    auto info = boot_info_of(*peer, args->vm_config);
-    if (!info) co_return std::move(info).take_error();
-    auto decision = co_await authorize(*info, app::KmsAuthTarget::app);
-    if (!decision) co_return decision.error().context("App not allowed");
-    if (!decision->allowed) co_return make_error("App not allowed: Boot denied: {}", decision->reason);
-    auto epoch = registry_->epoch_for_app(info->app_id, decision->key_epoch, keys_);
-    if (!epoch) co_return std::move(epoch).take_error();
-    const auto* root = keys_.epoch(*epoch);
-    if (!root) co_return make_error("key epoch {} does not exist on this KMS", *epoch);
+    auto admitted = co_await admit(request->evidence, true, args->vm_config, app::KmsAuthTarget::app);
+    if (!admitted) co_return std::move(admitted).take_error();
+    auto root_keys = app_root(*admitted);
+    if (!root_keys) co_return std::move(root_keys).take_error();
+    const auto* root = *root_keys;
+    const auto* info = &admitted->info;
+    const auto& peer = admitted->peer;
     auto now = system_now();
     auto app_ca_key = app::derive_app_ca_key(root->ca_key, info->app_id);
     if (!app_ca_key) co_return std::move(app_ca_key).take_error();
@@ -244,7 +257,7 @@ asio::awaitable<Result<Reply>> Kms::sign_cert(const Call& call) const {
     auto app_ca_cert = crypto::Certificate::from_pem(*app_ca_pem);
     if (!app_ca_cert) co_return std::move(app_ca_cert).take_error();
     // The app-info extension carries the full-replay identity (boot_time false), as upstream's.
-    Bytes app_info = peer->verdict.app_info ? app::encode_app_info_msgpack(*peer->verdict.app_info) : Bytes{};
+    Bytes app_info = peer.verdict.app_info ? app::encode_app_info_msgpack(*peer.verdict.app_info) : Bytes{};
     auto leaf = app::issue_app_certificate(*request, info->app_id, app_info, *app_ca_key, *app_ca_cert, now);
     if (!leaf) co_return std::move(leaf).take_error();
     JsonObject out;

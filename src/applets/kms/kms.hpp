@@ -57,9 +57,21 @@ private:
     // never cached: a revoked KMS stops at once).
     asio::awaitable<Result<void>> ensure_self_allowed() const;
     asio::awaitable<Result<app::BootInfo>> self_boot_info() const;
-    // The caller's verified identity from its client certificate.
-    asio::awaitable<Result<app::AttestedPeer>> attested_caller(const net::prpc::Call& call, bool boot_time) const;
+    // The caller's evidence from its client certificate (issued by our temp CA).
+    Result<tee::Evidence> caller_evidence(const net::prpc::Call& call) const;
     asio::awaitable<Result<app::KmsAuthDecision>> authorize(const app::BootInfo& boot_info, app::KmsAuthTarget target) const;
+    // Evidence verified and its boot info allowed by the policy: what every key release starts
+    // from. Denials read "<who> not allowed: ...".
+    struct Admitted {
+        Admitted() = default;  // travels out of a coroutine (README: g++ 12 aggregate pitfall)
+        app::AttestedPeer peer;
+        app::BootInfo info;
+        app::KmsAuthDecision decision;
+    };
+    asio::awaitable<Result<Admitted>> admit(const tee::Evidence& evidence, bool boot_time, std::string vm_config,
+                                            app::KmsAuthTarget target) const;
+    // The root keys of the epoch this app gets (its policy's, else the one first given).
+    Result<const app::KmsRootKeys*> app_root(const Admitted& admitted) const;
 
     Settings settings_;
     app::KmsKeys keys_;

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "dstack/app/attested-peer.hpp"
+#include "dstack/app/kms-client.hpp"
 #include "dstack/app/kms-keys.hpp"
 #include "dstack/app/tls-certificates.hpp"
 #include "dstack/base/clock.hpp"
@@ -22,13 +23,6 @@ namespace dstack::applets::kms {
 namespace {
 
 namespace http = net::http;
-
-// Upstream's normalisation: no trailing '/', and the /prpc base.
-std::string prpc_base(std::string url) {
-    while (!url.empty() && url.back() == '/') url.pop_back();
-    if (url.size() < 5 || url.substr(url.size() - 5) != "/prpc") url += "/prpc";
-    return url;
-}
 
 asio::awaitable<Result<Bytes>> attest_certificate_key(const KeySource& source, ByteView spki) {
     auto executor = co_await asio::this_coro::executor;
@@ -140,7 +134,7 @@ asio::awaitable<Result<app::KmsKeys>> refresh_certificates(const KeySource& sour
 asio::awaitable<Result<app::KmsKeys>> onboard_keys(const KeySource& source, std::string source_url, std::string domain) {
     if (auto valid = app::validate_kms_domain(domain); !valid) co_return std::move(valid).take_error();
     if (auto allowed = co_await check_self_allowed(source, "onboard"); !allowed) co_return std::move(allowed).take_error();
-    std::string base = prpc_base(source_url);
+    std::string base = app::kms_prpc_base(source_url);
 
     // Connection A: the temp CA, and the source's attestation.
     std::optional<net::tls::CertifiedKey> no_certificate;
@@ -164,6 +158,7 @@ asio::awaitable<Result<app::KmsKeys>> onboard_keys(const KeySource& source, std:
     if (!temp_ca) co_return temp_ca.error().context("GetTempCaCert response: temp_ca_cert");
     auto temp_ca_key = crypto::P256PrivateKey::from_pem(temp_ca_key_pem);
     if (!temp_ca_key) co_return temp_ca_key.error().context("GetTempCaCert response: temp_ca_key");
+    app::TempCaCert temp{temp_ca_cert_pem, temp_ca_key_pem, ca_cert_pem, *temp_ca, *temp_ca_key, *root_ca};
     auto source_peer = co_await verify_source(source, first->server_chain, *root_ca);
     if (!source_peer) co_return source_peer.error().context(fmt::format("onboarding from {}", base));
     Bytes pinned_spki = crypto::Certificate::from_der(first->server_chain.front())->spki_der();
@@ -180,12 +175,8 @@ asio::awaitable<Result<app::KmsKeys>> onboard_keys(const KeySource& source, std:
     if (!client_key) co_return std::move(client_key).take_error();
     auto attestation = co_await attest_certificate_key(source, client_key->spki_der());
     if (!attestation) co_return std::move(attestation).take_error();
-    app::TlsCertRequest request;
-    request.subject = "RA-TLS TEMP Cert";
-    request.special_usage.reset();
-    request.attestation = std::move(*attestation);
     auto now = system_now();
-    auto client_cert = app::issue_tls_certificate(request, *client_key, *temp_ca_key, *temp_ca, now);
+    auto client_cert = app::issue_ratls_client_certificate(*client_key, temp, std::move(*attestation), now);
     if (!client_cert) co_return std::move(client_cert).take_error();
     auto executor = co_await asio::this_coro::executor;
     auto vm_config = co_await source.agent->vm_config(executor);
