@@ -330,11 +330,8 @@ Result<std::uint32_t> AppEpochRegistry::epoch_for_app(ByteView app_id, std::opti
     }
     std::string id = hex_encode(app_id);
     std::lock_guard guard(mutex_);
-    // Without rotation every app is epoch 0: nothing to record (and nothing written per request).
-    if (keys.epochs.size() == 1) {
-        DSTACK_TRY(auto known, recorded(id));
-        return known.value_or(0);
-    }
+    // Without rotation every app is epoch 0: nothing to read or record on this hot path.
+    if (keys.epochs.size() == 1) return 0u;
     DSTACK_TRY(auto lock, FileLock::acquire(path_.string() + ".lock"));
     DSTACK_TRY(auto entries, read_registry(path_));
     if (auto it = entries.find(id); it != entries.end()) return it->second;
@@ -348,6 +345,7 @@ Result<std::uint32_t> AppEpochRegistry::epoch_for_app(ByteView app_id, std::opti
 }
 
 std::uint32_t AppEpochRegistry::peek_epoch_for_app(ByteView app_id, const KmsKeys& keys) {
+    if (keys.epochs.size() == 1) return 0u;
     std::lock_guard guard(mutex_);
     auto known = recorded(hex_encode(app_id));
     if (known && *known) return **known;
