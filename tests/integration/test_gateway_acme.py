@@ -5,6 +5,7 @@ challtestsrv, as upstream's e2e test does with its mock Cloudflare. Pebble refus
 a run make a run without one refusal vanishingly unlikely.
 
 Needs the Debian packages pebble and openssl. Everything listens on 127.0.0.1.
+ACME_TEST_SHOW_LOGS=1 prints every certbot stderr and pebble's log.
 """
 import json
 import os
@@ -304,6 +305,16 @@ def main(h):
             r = certbot(os.path.join(d, "out3"), "--domain", "a.test.local", "--challenge", "http-01",
                         "--http01-listen", f"127.0.0.1:{http01_port}")
             check_issued(r, os.path.join(d, "out3"), "a.test.local")
+
+        with h.case("http-01 nobody answers: the authorization's invalid status and pebble's problem in the error"):
+            harness.expect(post_json(challtestsrv + "/add-a", {"host": "c.test.local.", "addresses": ["127.0.0.1"]}) == 200, "add-a")
+            out_dir = os.path.join(d, "out5")
+            # Served on another port than the one pebble connects to (its httpPort).
+            r = certbot(out_dir, "--domain", "c.test.local", "--challenge", "http-01", "--http01-listen", f"127.0.0.1:{free_port()}")
+            harness.expect(r.rc == 1, f"rc {r.rc}")
+            harness.expect(re.search(r"ACME authorization for c\.test\.local: invalid: urn:ietf:params:acme:error:\w+: .+", r.err)
+                           is not None, f"stderr: {r.err}")
+            harness.expect(not os.path.exists(os.path.join(out_dir, "cert.pem")), "a certificate was written")
 
         with h.case("a wrong Cloudflare token: a clear error, no certificate, the token not echoed"):
             bad = os.path.join(d, "bad-token")
