@@ -5,6 +5,7 @@
 
 #include "dstack/base/hex.hpp"
 #include "dstack/base/json-reader.hpp"
+#include "dstack/base/json-writer.hpp"
 #include "dstack/net/http-client.hpp"
 
 namespace dstack::app {
@@ -64,6 +65,39 @@ asio::awaitable<Result<std::string>> AgentClient::vm_config(asio::any_io_executo
     auto text = value->string();
     if (!text) co_return text.error().context("guest agent Info response");
     co_return std::move(*text);
+}
+
+asio::awaitable<Result<std::string>> AgentClient::info(asio::any_io_executor executor) const {
+    co_return co_await call(executor, "Info", "{}");
+}
+
+asio::awaitable<Result<Bytes>> AgentClient::get_key(asio::any_io_executor executor, std::string path,
+                                                   std::string purpose) const {
+    rapidjson::StringBuffer buffer;
+    {
+        json::Writer out(buffer);
+        out.StartObject();
+        json::key(out, "path");
+        json::string(out, path);
+        json::key(out, "purpose");
+        json::string(out, purpose);
+        out.EndObject();
+    }
+    auto body = co_await call(executor, "GetKey", buffer.GetString());
+    if (!body) co_return std::move(body).take_error();
+    auto document = json::read_json(*body, {1024 * 1024, 8});
+    if (!document) co_return document.error().context("guest agent GetKey response");
+    auto object = document->root().object();
+    if (!object) co_return object.error().context("guest agent GetKey response");
+    auto key = object->hex("key");
+    if (!key) co_return key.error().context("guest agent GetKey response");
+    if (key->size() != 32) co_return make_error("guest agent GetKey response: a {}-byte key, expected 32", key->size());
+    co_return std::move(*key);
+}
+
+asio::awaitable<Result<std::string>> AgentClient::get_quote_json(asio::any_io_executor executor,
+                                                                 ReportData report_data) const {
+    co_return co_await call(executor, "GetQuote", fmt::format(R"({{"report_data":"{}"}})", hex_encode(report_data)));
 }
 
 }  // namespace dstack::app

@@ -1,5 +1,9 @@
 #include "dstack/app/app-info-encoding.hpp"
 
+#include <fmt/format.h>
+
+#include "dstack/base/msgpack.hpp"
+
 namespace dstack::app {
 
 namespace {
@@ -46,6 +50,29 @@ Bytes encode_app_info_msgpack(const AppInfo& info) {
     write_array_header(out, info.init_script_hashes.size());
     for (const auto& hash : info.init_script_hashes) write_bin(out, hash);
     return out;
+}
+
+Result<AppInfo> decode_app_info_msgpack(ByteView bytes) {
+    constexpr std::size_t max_field = 64;
+    msgpack::Reader reader(bytes);
+    DSTACK_TRY(std::size_t count, reader.array("app info"));
+    if (count != 9) return make_error("app info: expected an array of 9 fields, got {}", count);
+    AppInfo info;
+    static constexpr std::string_view names[] = {"app_id", "compose_hash", "instance_id", "device_id", "mr_system",
+                                                 "mr_aggregated", "os_image_hash", "key_provider_info"};
+    Bytes* fields[] = {&info.app_id, &info.compose_hash, &info.instance_id, &info.device_id, &info.mr_system,
+                       &info.mr_aggregated, &info.os_image_hash, &info.key_provider_info};
+    for (std::size_t i = 0; i < 8; ++i) {
+        DSTACK_TRY(*fields[i], reader.byte_string(fmt::format("app info.{}", names[i]), max_field));
+    }
+    DSTACK_TRY(std::size_t scripts, reader.array("app info.init_script_hashes"));
+    if (scripts > 64) return make_error("app info.init_script_hashes: {} entries, at most 64", scripts);
+    for (std::size_t i = 0; i < scripts; ++i) {
+        DSTACK_TRY(auto hash, reader.byte_string(fmt::format("app info.init_script_hashes[{}]", i), max_field));
+        info.init_script_hashes.push_back(std::move(hash));
+    }
+    if (reader.remaining() != 0) return make_error("app info: {} bytes after the value", reader.remaining());
+    return info;
 }
 
 }  // namespace dstack::app

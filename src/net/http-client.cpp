@@ -13,7 +13,7 @@
 #include "dstack/net/connect.hpp"
 #include "dstack/net/http-parser.hpp"
 #include "dstack/net/vsock-address.hpp"
-#include "stream-watchdog.hpp"
+#include "dstack/net/stream-watchdog.hpp"
 
 namespace dstack::net::http {
 
@@ -119,8 +119,8 @@ asio::awaitable<Result<Response>> exchange(asio::any_io_executor executor, Endpo
     if (!connected) co_return std::move(connected).take_error();
     std::shared_ptr<Stream> stream(std::move(*connected));
 
-    auto watchdog = std::make_shared<net::detail::Watchdog>(co_await asio::this_coro::executor);
-    net::detail::WatchdogStopper stopper{watchdog};
+    auto watchdog = std::make_shared<net::Watchdog>(co_await asio::this_coro::executor);
+    net::WatchdogStopper stopper{watchdog};
     watchdog->guard(stream);
     watchdog->start();
     watchdog->arm(deadline);
@@ -131,7 +131,7 @@ asio::awaitable<Result<Response>> exchange(asio::any_io_executor executor, Endpo
     if (endpoint.tls) {
         auto context = client_context(endpoint, options);
         if (!context) co_return std::move(context).take_error();
-        auto secured = co_await tls::TlsStream::connect(std::make_unique<net::detail::SharedStream>(stream), *context);
+        auto secured = co_await tls::TlsStream::connect(std::make_unique<net::SharedStream>(stream), *context);
         if (!secured) {
             if (watchdog->fired()) co_return timeout_error();
             co_return std::move(secured).take_error().context("TLS handshake");

@@ -23,7 +23,7 @@
 #include <asio/use_awaitable.hpp>
 
 #include "dstack/base/log.hpp"
-#include "stream-watchdog.hpp"
+#include "dstack/net/stream-watchdog.hpp"
 
 namespace dstack::net::http {
 
@@ -31,9 +31,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
-using net::detail::SharedStream;
-using net::detail::Watchdog;
-using net::detail::WatchdogStopper;
+using net::SharedStream;
+using net::Watchdog;
+using net::WatchdogStopper;
 
 constexpr std::size_t read_chunk = 16 * 1024;
 constexpr std::size_t single_write_limit = 64 * 1024;  // below this, head and body go out together

@@ -31,6 +31,12 @@ public:
     asio::awaitable<Result<Bytes>> attest(asio::any_io_executor executor, ReportData report_data) const;
     // Info().vm_config: the VM configuration JSON text the host gave this CVM ("" when none).
     asio::awaitable<Result<std::string>> vm_config(asio::any_io_executor executor) const;
+    // Info() as the agent answered it (JSON text): what the gateway serves at /.dstack/app-info.
+    asio::awaitable<Result<std::string>> info(asio::any_io_executor executor) const;
+    // GetKey{path, purpose}: the app's derived secret for that path (32 bytes). Secret.
+    asio::awaitable<Result<Bytes>> get_key(asio::any_io_executor executor, std::string path, std::string purpose) const;
+    // GetQuote{report_data}: the agent's whole JSON answer (AcmeInfo publishes it as it is).
+    asio::awaitable<Result<std::string>> get_quote_json(asio::any_io_executor executor, ReportData report_data) const;
 
 private:
     asio::awaitable<Result<std::string>> call(asio::any_io_executor executor, std::string method, std::string body) const;

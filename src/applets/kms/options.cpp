@@ -11,18 +11,6 @@
 namespace dstack::applets::kms {
 namespace {
 
-// Upstream writes a host and a port in separate keys.
-Result<std::optional<std::string>> address_of(const Config& file, const std::string& table) {
-    DSTACK_TRY(auto address, file.get_string(table + ".address"));
-    DSTACK_TRY(auto port, file.get_int(table + ".port"));
-    if (!address && !port) return std::optional<std::string>();
-    std::string host = address.value_or("0.0.0.0");
-    if (!port) return std::optional<std::string>(host);
-    if (*port < 0 || *port > 65535) return make_error("{}: [{}] port {} is not 0 to 65535", file.origin(), table, *port);
-    bool ipv6 = host.find(':') != std::string::npos && host.front() != '[';
-    return std::optional<std::string>(ipv6 ? fmt::format("[{}]:{}", host, *port) : fmt::format("{}:{}", host, *port));
-}
-
 Result<void> read_bool(const Config& file, std::string_view key, bool& target) {
     DSTACK_TRY(auto value, file.get_bool(key));
     if (value) target = *value;
@@ -83,7 +71,7 @@ Result<void> ServerOptions::apply() {
     DSTACK_CHECK(config_.apply());
     bool external_anchors = false;
     if (const Config* file = config_.config()) {
-        DSTACK_TRY(auto rpc, address_of(*file, "rpc"));
+        DSTACK_TRY(auto rpc, config_address(*file, "rpc"));
         if (rpc && settings_.rpc_address == "0.0.0.0:8000") settings_.rpc_address = *rpc;
         DSTACK_CHECK(read_bool(*file, "core.enforce_self_authorization", settings_.enforce_self_authorization));
         DSTACK_CHECK(read_bool(*file, "core.attest_rpc_cert", settings_.attest_rpc_cert));
@@ -107,14 +95,14 @@ Result<void> ServerOptions::apply() {
         if (timeout) webhook_timeout_s_ = static_cast<int>(*timeout);
         bool admin = false;
         DSTACK_CHECK(read_bool(*file, "core.admin.enabled", admin));
-        DSTACK_TRY(auto admin_address, address_of(*file, "core.admin"));
+        DSTACK_TRY(auto admin_address, config_address(*file, "core.admin"));
         if (admin && settings_.admin_address.empty()) settings_.admin_address = admin_address.value_or("127.0.0.1:8001");
         DSTACK_TRY(auto token, file->get_string("core.admin.auth_token"));
         if (token && !token->empty()) settings_.admin_token = *token;
         DSTACK_CHECK(read_bool(*file, "core.admin.insecure_no_auth", settings_.admin_insecure_no_auth));
         DSTACK_CHECK(read_bool(*file, "core.metrics.enabled", settings_.metrics_enabled));
         DSTACK_CHECK(read_bool(*file, "core.onboard.enabled", settings_.onboard_enabled));
-        DSTACK_TRY(auto onboard_address, address_of(*file, "core.onboard"));
+        DSTACK_TRY(auto onboard_address, config_address(*file, "core.onboard"));
         if (onboard_address && settings_.onboard_address == "0.0.0.0:8000") settings_.onboard_address = *onboard_address;
         DSTACK_CHECK(read_bool(*file, "core.image.verify", settings_.image_verify_requested));
         DSTACK_TRY(auto cache_dir, file->get_string("core.image.cache_dir"));

@@ -5,7 +5,7 @@
 #include "dstack/app/kms-requests.hpp"
 #include "dstack/base/log.hpp"
 #include "dstack/base/version.hpp"
-#include "dstack/crypto/hash.hpp"
+#include "support/admin-auth.hpp"
 
 namespace dstack::applets::kms {
 namespace {
@@ -43,24 +43,9 @@ asio::awaitable<http::Response> serve_main(std::shared_ptr<const Kms> kms, net::
     co_return response;
 }
 
-// Constant time: the comparison must not tell a guesser how many leading bytes were right.
-bool same_secret(std::string_view a, std::string_view b) {
-    auto ha = crypto::sha256(as_bytes(a)), hb = crypto::sha256(as_bytes(b));
-    unsigned char diff = 0;
-    for (std::size_t i = 0; i < ha.size(); ++i) diff |= ha[i] ^ hb[i];
-    return diff == 0;
-}
-
 bool admin_authorized(const Settings& settings, const http::Request& request) {
     if (settings.admin_insecure_no_auth) return true;
-    if (settings.admin_token.empty()) return false;
-    if (auto token = request.headers.get("X-Admin-Token")) return same_secret(*token, settings.admin_token);
-    if (auto authorization = request.headers.get("Authorization")) {
-        constexpr std::string_view bearer = "Bearer ";
-        if (authorization->substr(0, bearer.size()) == bearer)
-            return same_secret(authorization->substr(bearer.size()), settings.admin_token);
-    }
-    return false;
+    return admin_token_matches(settings.admin_token, request, false);
 }
 
 Result<void> clear_cache_entry(const std::filesystem::path& parent, const std::string& key) {
@@ -74,11 +59,7 @@ Result<void> clear_cache_entry(const std::filesystem::path& parent, const std::s
 
 asio::awaitable<http::Response> serve_admin(std::shared_ptr<const Kms> kms, net::prpc::Service service, http::Request& request,
                                             const http::ConnectionInfo& connection) {
-    if (!admin_authorized(kms->settings(), request)) {
-        auto response = http::Response::json_error(401, "unauthorized: send Authorization: Bearer <token> or X-Admin-Token");
-        response.headers.set("WWW-Authenticate", "Basic realm=\"dstack-kms admin\"");
-        co_return response;
-    }
+    if (!admin_authorized(kms->settings(), request)) co_return admin_unauthorized("dstack-kms admin");
     co_return co_await service.handle(request, connection);
 }
 

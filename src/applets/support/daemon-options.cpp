@@ -1,6 +1,7 @@
 #include "support/daemon-options.hpp"
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
 #include "dstack/base/log.hpp"
 
@@ -61,6 +62,18 @@ Result<void> ConfigOptions::apply() {
         }
     }
     return {};
+}
+
+// Upstream writes a host and a port in separate keys.
+Result<std::optional<std::string>> config_address(const Config& file, const std::string& table) {
+    DSTACK_TRY(auto address, file.get_string(table + ".address"));
+    DSTACK_TRY(auto port, file.get_int(table + ".port"));
+    if (!address && !port) return std::optional<std::string>();
+    std::string host = address.value_or("0.0.0.0");
+    if (!port) return std::optional<std::string>(host);
+    if (*port < 0 || *port > 65535) return make_error("{}: [{}] port {} is not 0 to 65535", file.origin(), table, *port);
+    bool ipv6 = host.find(':') != std::string::npos && host.front() != '[';
+    return std::optional<std::string>(ipv6 ? fmt::format("[{}]:{}", host, *port) : fmt::format("{}:{}", host, *port));
 }
 
 }  // namespace dstack::applets

@@ -57,4 +57,8 @@ private:
     std::optional<Config> config_;
 };
 
+// An address from upstream's separate keys TABLE.address and TABLE.port ("0.0.0.0" when only the
+// port is given; IPv6 hosts bracketed); nullopt when neither is there.
+Result<std::optional<std::string>> config_address(const Config& file, const std::string& table);
+
 }  // namespace dstack::applets

@@ -1,6 +1,6 @@
 // Deadlines for any Stream: a watchdog coroutine that closes the stream when time runs out.
 // Closing works for every Stream (TCP, unix, TLS) without relying on per-operation
-// cancellation. Internal to the net layer.
+// cancellation. Used by the HTTP server and client, and by the gateway's proxy.
 #pragma once
 
 #include <chrono>
@@ -14,7 +14,7 @@
 
 #include "dstack/net/stream.hpp"
 
-namespace dstack::net::detail {
+namespace dstack::net {
 
 // Closes its stream when the deadline passes. Give it the executor (strand) of the coroutine
 // that uses the stream, so that the two never run at the same time.
@@ -82,4 +82,4 @@ private:
     std::shared_ptr<Stream> inner_;
 };
 
-}  // namespace dstack::net::detail
+}  // namespace dstack::net
