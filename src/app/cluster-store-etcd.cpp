@@ -149,7 +149,6 @@ std::string error_message(std::string_view body) {
 asio::awaitable<Result<json::Document>> call(std::shared_ptr<Core> core, std::string path, std::string body) {
     std::vector<std::string> failures;
     for (std::size_t attempt = 0; attempt < core->endpoints.size(); ++attempt) {
-        if (core->stopped) co_return make_error("etcd store stopped");
         std::size_t index = (core->current + attempt) % core->endpoints.size();
         const auto& endpoint = core->endpoints[index];
         http::Request request;

@@ -74,7 +74,8 @@ public:
     // prefix as a put.
     virtual void watch(std::string prefix, std::int64_t after_revision, std::function<void(const StoreChange&)> on_change,
                        std::function<void()> on_reset) = 0;
-    // Ends every watch and the lock keep-alive; no callback runs afterwards. Idempotent.
+    // Ends every watch and the lock keep-alive (held locks then expire); no callback runs afterwards.
+    // The other calls still work. Idempotent; the destructor does it too.
     virtual void stop() = 0;
     virtual std::string description() const = 0;  // "local:/var/lib/..", "etcd:http://127.0.0.1:2379"
 };
