@@ -76,11 +76,13 @@ for applet in "${APPLETS[@]}"; do
 done
 
 # Applets whose issue has not landed must say so and fail, never pretend.
-for applet in gateway vmm; do
+for applet in vmm; do
   check "dstack $applet without --help says not implemented, exit 2" output_has 2 'not implemented yet' "$DSTACK" "$applet"
 done
-# The KMS without arguments: a usage error naming its subcommands (it never starts serving unasked).
+# The KMS and the gateway without arguments: a usage error naming their subcommands (they never
+# start serving unasked).
 check "dstack kms without arguments: exit 2 naming its subcommands" output_has 2 'subcommands: bootstrap' "$DSTACK" kms
+check "dstack gateway without arguments: exit 2 naming its subcommands" output_has 2 'subcommands: certbot, serve' "$DSTACK" gateway
 # The agent is implemented: off a TDX guest it fails and says how to run the simulator.
 check "dstack agent off a TDX guest fails pointing to --simulator" output_has 1 'agent --simulator DIR' "$DSTACK" agent
 
