@@ -225,6 +225,9 @@ ClientHelloScan scan_client_hello(ByteView bytes) {
             if (declared < 2 + 32 + 1 + 2 + 1)
                 return invalid(fmt::format("the ClientHello declares {} bytes, too short to be one", declared));
             needed = 4 + declared;
+            // Checked here, and after each record, so that the same bytes give the same error
+            // however they were split.
+            if (too_large(at + 5 + used)) return invalid("ClientHello larger than 16 KiB");
             append(std::min(available - used, needed - message.size()));
         }
         if (message.size() == needed) {
@@ -236,6 +239,7 @@ ClientHelloScan scan_client_hello(ByteView bytes) {
             return ClientHelloScan{};
         }
         at += 5 + length;
+        if (too_large(at + 5)) return invalid("ClientHello larger than 16 KiB");
     }
     return read_body(ByteView(message).subspan(4));
 }

@@ -288,6 +288,18 @@ TEST_CASE("tls client hello: larger than 16 KiB on the wire is refused as soon a
     Bytes padding(max_client_hello_bytes - fixed, 0);
     Bytes message = hello_message(concat_all({sni({"big.example"}), extension(21, padding)}));
     CHECK(invalid_reason(records(message, 1000)) == "ClientHello larger than 16 KiB");
+    // The same refusal however the bytes are split, even when a later record is malformed too
+    // (found by fuzz-tls-client-hello: the whole input was refused for record 2's content type,
+    // its prefixes for the size).
+    Bytes huge = records(Bytes{0x01, 0xa1, 0x00, 0x01});
+    huge[4] = 20;  // the record holds 20 bytes: the header and 16 of the body
+    huge.insert(huge.end(), 16, 0xAB);
+    huge.insert(huge.end(), {0x00, 0x03, 0x01, 0x00, 0x10});
+    for (std::size_t size = 9; size <= huge.size(); ++size) {
+        CAPTURE(size);
+        auto result = scan_client_hello(ByteView(huge).first(size));
+        CHECK(result.error == "ClientHello larger than 16 KiB");
+    }
     // A declared length of 2^24-1: refused at once.
     CHECK(invalid_reason({0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0xff, 0xff, 0xff}) == "ClientHello larger than 16 KiB");
 }
