@@ -95,6 +95,46 @@ asio::awaitable<Result<Bytes>> AgentClient::get_key(asio::any_io_executor execut
     co_return std::move(*key);
 }
 
+asio::awaitable<Result<AgentClient::TlsKey>> AgentClient::get_tls_key(asio::any_io_executor executor,
+                                                                      TlsKeyRequest request) const {
+    rapidjson::StringBuffer buffer;
+    {
+        json::Writer out(buffer);
+        out.StartObject();
+        json::key(out, "subject");
+        json::string(out, request.subject);
+        json::key(out, "alt_names");
+        json::strings(out, request.alt_names);
+        json::key(out, "usage_ra_tls");
+        out.Bool(request.usage_ra_tls);
+        json::key(out, "usage_server_auth");
+        out.Bool(request.usage_server_auth);
+        json::key(out, "usage_client_auth");
+        out.Bool(request.usage_client_auth);
+        json::key(out, "with_app_info");
+        out.Bool(request.with_app_info);
+        out.EndObject();
+    }
+    auto body = co_await call(executor, "GetTlsKey", buffer.GetString());
+    if (!body) co_return std::move(body).take_error();
+    auto decode = [&]() -> Result<TlsKey> {
+        DSTACK_TRY(auto document, json::read_json(*body, {max_agent_response_bytes, 8}));
+        DSTACK_TRY(auto object, document.root().object());
+        TlsKey out;
+        DSTACK_TRY(out.key_pem, object.string("key"));
+        DSTACK_TRY(auto chain, object.array("certificate_chain", 16));
+        for (std::size_t i = 0; i < chain.size(); ++i) {
+            DSTACK_TRY(auto pem, chain[i].string());
+            out.chain_pem.push_back(std::move(pem));
+        }
+        if (out.chain_pem.empty()) return make_error("no certificate in certificate_chain");
+        return out;
+    };
+    auto decoded = decode();
+    if (!decoded) co_return decoded.error().context("guest agent GetTlsKey response");
+    co_return std::move(*decoded);
+}
+
 asio::awaitable<Result<std::string>> AgentClient::get_quote_json(asio::any_io_executor executor,
                                                                  ReportData report_data) const {
     co_return co_await call(executor, "GetQuote", fmt::format(R"({{"report_data":"{}"}})", hex_encode(report_data)));

@@ -63,7 +63,9 @@ Result<AppInfo> decode_app_info_msgpack(ByteView bytes) {
     Bytes* fields[] = {&info.app_id, &info.compose_hash, &info.instance_id, &info.device_id, &info.mr_system,
                        &info.mr_aggregated, &info.os_image_hash, &info.key_provider_info};
     for (std::size_t i = 0; i < 8; ++i) {
-        DSTACK_TRY(*fields[i], reader.byte_string(fmt::format("app info.{}", names[i]), max_field));
+        // key_provider_info is JSON ({"name":"kms","id":"<hex>"}); the others are digests and ids.
+        std::size_t limit = i == 7 ? 4096 : max_field;
+        DSTACK_TRY(*fields[i], reader.byte_string(fmt::format("app info.{}", names[i]), limit));
     }
     DSTACK_TRY(std::size_t scripts, reader.array("app info.init_script_hashes"));
     if (scripts > 64) return make_error("app info.init_script_hashes: {} entries, at most 64", scripts);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
@@ -35,6 +36,19 @@ public:
     asio::awaitable<Result<std::string>> info(asio::any_io_executor executor) const;
     // GetKey{path, purpose}: the app's derived secret for that path (32 bytes). Secret.
     asio::awaitable<Result<Bytes>> get_key(asio::any_io_executor executor, std::string path, std::string purpose) const;
+    // GetTlsKey: a fresh key and its certificate chain (leaf first; with KMS-provided keys the
+    // last one is the KMS root CA). The key is secret.
+    struct TlsKey {
+        std::string key_pem;
+        std::vector<std::string> chain_pem;
+    };
+    struct TlsKeyRequest {
+        TlsKeyRequest() = default;  // travels into coroutines (README: g++ 12 aggregate pitfall)
+        std::string subject;
+        std::vector<std::string> alt_names;
+        bool usage_ra_tls = false, usage_server_auth = false, usage_client_auth = false, with_app_info = false;
+    };
+    asio::awaitable<Result<TlsKey>> get_tls_key(asio::any_io_executor executor, TlsKeyRequest request) const;
     // GetQuote{report_data}: the agent's whole JSON answer (AcmeInfo publishes it as it is).
     asio::awaitable<Result<std::string>> get_quote_json(asio::any_io_executor executor, ReportData report_data) const;
 

@@ -12,7 +12,8 @@ namespace dstack::app {
 
 Bytes encode_app_info_msgpack(const AppInfo& info);
 // The reverse, for whoever reads the extension (the gateway's RegisterCvm): the 9-element array
-// exactly, each byte field bin or an integer array (serde's readers take both) of at most 64 bytes,
+// exactly, each byte field bin or an integer array (serde's readers take both) of at most 64 bytes
+// (key_provider_info, which is JSON, 4 KiB),
 // at most 64 init-script hashes, nothing after it.
 Result<AppInfo> decode_app_info_msgpack(ByteView bytes);
 

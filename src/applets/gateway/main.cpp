@@ -10,11 +10,15 @@
 #include <fmt/format.h>
 
 #include "certbot-command.hpp"
+#include "dstack/app/agent-client.hpp"
 #include "dstack/base/file.hpp"
+#include "dstack/net/blocking.hpp"
+#include "dstack/net/http-client.hpp"
 #include "dstack/base/log.hpp"
 #include "gateway.hpp"
 #include "options.hpp"
 #include "proxy.hpp"
+#include "register-command.hpp"
 #include "services.hpp"
 #include "support/command-line.hpp"
 #include "support/daemon-options.hpp"
@@ -25,6 +29,7 @@ namespace {
 
 constexpr std::string_view usage = R"(usage: dstack gateway [serve] [OPTIONS]
        dstack gateway certbot issue --acme-url URL --domain NAME ... [OPTIONS]
+       dstack gateway register --gateway URL [--agent ADDR] [OPTIONS]
 
 The TLS gateway at the edge. Clients reach apps at
   https://<app_id|instance_id>[-<port>][s|g].<base_domain>
@@ -42,6 +47,8 @@ Subcommands:
   certbot issue      get a certificate from an ACME server (dns-01 through the
                      Cloudflare API, or http-01) into a directory; see
                      `dstack gateway certbot --help`
+  register           the CVM side: RegisterCvm with the app's KMS-signed
+                     certificate, and the WireGuard configuration it gets
 
 Serve options (gateway.toml keys in brackets; --config FILE reads it, flags win):
   --proxy-listen H:P       proxy address, P a port or FIRST-LAST (repeatable)
@@ -52,6 +59,9 @@ Serve options (gateway.toml keys in brackets; --config FILE reads it, flags win)
   --listen ADDR            the RPC (RegisterCvm, Info, AcmeInfo, GetPeers)
                            [address/port] (default 127.0.0.1:8010)
   --tls-cert F --tls-key F the RPC's certificate chain and key [tls.certs/key]
+  --rpc-domain NAME        instead: a certificate for NAME from the guest agent
+                           (GetTlsKey, RA-TLS, signed by the KMS; its root CA then
+                           also checks CVMs' certificates) [core.rpc_domain]
   --client-ca F            the KMS root CA CVMs' client certificates chain to
                            [tls.mutual.ca_certs]; RegisterCvm needs it
   --admin-listen ADDR      Admin API, dashboard (GET /) and /metrics, plain HTTP
@@ -110,12 +120,52 @@ asio::awaitable<void> create_gateway(gateway::Settings settings, asio::any_io_ex
     creation->result = co_await gateway::Gateway::create(std::move(settings), executor);
 }
 
+struct RpcIdentity {
+    RpcIdentity() = default;
+    net::tls::CertifiedKey certificate;
+    std::string client_ca_pem;
+};
+
+// Upstream's start-up (spec/gateway.md §1 step 5): the RPC certificate from the guest agent, for
+// rpc_domain and the host of my_url, its chain's last certificate (the KMS root CA) the anchor
+// for CVMs' client certificates.
+asio::awaitable<Result<RpcIdentity>> rpc_identity_from_agent(gateway::Settings s) {
+    auto executor = co_await asio::this_coro::executor;
+    app::AgentClient agent(s.agent_address.empty() ? app::AgentClient::default_address() : s.agent_address);
+    app::AgentClient::TlsKeyRequest request;
+    request.subject = "dstack-gateway";
+    request.alt_names = {s.rpc_domain};
+    if (auto url = net::http::parse_url(s.node_url); url && url->endpoint.host != s.rpc_domain && !url->endpoint.host.empty())
+        request.alt_names.push_back(url->endpoint.host);
+    request.usage_ra_tls = true;
+    request.usage_server_auth = true;
+    request.usage_client_auth = true;
+    request.with_app_info = true;
+    auto key = co_await agent.get_tls_key(executor, request);
+    if (!key) co_return key.error().context("the RPC certificate (--rpc-domain)");
+    RpcIdentity identity;
+    for (const auto& pem : key->chain_pem) identity.certificate.chain_pem += pem;
+    identity.certificate.key_pem = key->key_pem;
+    if (key->chain_pem.size() > 1) identity.client_ca_pem = key->chain_pem.back();
+    co_return identity;
+}
+
 Result<std::shared_ptr<net::tls::ServerContext>> rpc_tls_context(const gateway::Settings& s) {
     net::tls::ServerConfig config;
-    DSTACK_TRY(config.certificate.chain_pem, read_text_file(s.tls_cert_file, 1024 * 1024));
-    DSTACK_TRY(config.certificate.key_pem, read_text_file(s.tls_key_file, 1024 * 1024));
+    std::string client_ca;
+    if (!s.rpc_domain.empty() && s.tls_cert_file.empty()) {
+        DSTACK_TRY(auto identity, net::run_blocking(rpc_identity_from_agent(s), "RPC certificate"));
+        config.certificate = identity.certificate;
+        client_ca = identity.client_ca_pem;
+    } else {
+        DSTACK_TRY(config.certificate.chain_pem, read_text_file(s.tls_cert_file, 1024 * 1024));
+        DSTACK_TRY(config.certificate.key_pem, read_text_file(s.tls_key_file, 1024 * 1024));
+    }
     if (!s.client_ca_file.empty()) {
-        DSTACK_TRY(config.client_ca_pem, read_text_file(s.client_ca_file, 1024 * 1024));
+        DSTACK_TRY(client_ca, read_text_file(s.client_ca_file, 1024 * 1024));
+    }
+    if (!client_ca.empty()) {
+        config.client_ca_pem = client_ca;
         config.client_auth = net::tls::ClientAuth::optional;
     }
     config.handshake_timeout = std::chrono::seconds(10);
@@ -152,13 +202,13 @@ int serve_main(std::string_view, int argc, char** argv) {
 
     net::http::ServerOptions rpc;
     rpc.limits.max_body_bytes = 1024 * 1024;
-    if (!settings.tls_cert_file.empty()) {
+    if (!settings.tls_cert_file.empty() || !settings.rpc_domain.empty()) {
         auto tls = rpc_tls_context(settings);
         if (!tls) return command.fail(tls.error().context("RPC certificate").message);
         if (auto listened = daemon.listen_tls({settings.rpc_address}, gateway::rpc_service(gateway), rpc, *tls); !listened)
             return command.fail(listened.error().message);
     } else {
-        log::warn("no --tls-cert: the RPC is plain HTTP and RegisterCvm refuses every caller (it needs a client certificate)");
+        log::warn("no --tls-cert or --rpc-domain: the RPC is plain HTTP and RegisterCvm refuses every caller (it needs a client certificate)");
         if (auto listened = daemon.listen({settings.rpc_address}, gateway::rpc_service(gateway), rpc); !listened)
             return command.fail(listened.error().message);
     }
@@ -182,11 +232,12 @@ int serve_main(std::string_view, int argc, char** argv) {
 }
 
 int certbot_main(std::string_view, int argc, char** argv) { return gateway::gateway_certbot_main(argc, argv); }
+int register_main(std::string_view, int argc, char** argv) { return gateway::gateway_register_main(argc, argv); }
 
 }  // namespace
 
 int gateway_main(int argc, char** argv) {
-    static constexpr Subcommand subcommands[] = {{"certbot", certbot_main}, {"serve", serve_main}};
+    static constexpr Subcommand subcommands[] = {{"certbot", certbot_main}, {"register", register_main}, {"serve", serve_main}};
     bool serve_by_default = argc > 1 && argv[1][0] == '-' && std::string_view(argv[1]) != "-h" &&
                             std::string_view(argv[1]) != "--help" && std::string_view(argv[1]) != "--version";
     return run_subcommand("gateway", usage, subcommands, serve_by_default ? serve_main : nullptr, argc, argv);

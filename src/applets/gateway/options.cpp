@@ -107,6 +107,7 @@ ServeOptions::ServeOptions(Command& command, Settings& settings) : settings_(set
     cli.add_option("--listen", settings.rpc_address);
     config_.bind("tls.key", cli.add_option("--tls-key", settings.tls_key_file));
     config_.bind("tls.certs", cli.add_option("--tls-cert", settings.tls_cert_file));
+    config_.bind("core.rpc_domain", cli.add_option("--rpc-domain", settings.rpc_domain));
     config_.bind("tls.mutual.ca_certs", cli.add_option("--client-ca", settings.client_ca_file));
     cli.add_option("--admin-listen", settings.admin_address);
     cli.add_option("--admin-token-file", admin_token_file_);
@@ -159,7 +160,6 @@ ServeOptions::ServeOptions(Command& command, Settings& settings) : settings_(set
         config_.accept_unused(key, "Rocket's settings; see --threads and --log-level");
     }
     config_.accept_unused("core.set_ulimit", "the soft file limit is always raised to the hard one");
-    config_.accept_unused("core.rpc_domain", "give the RPC certificate with [tls] key/certs");
     config_.accept_unused("core.proxy.tls_crypto_provider", "TLS is mbedTLS");
     config_.accept_unused("core.proxy.buffer_size", "relay buffers grow from 4 KiB to 64 KiB by themselves");
     config_.accept_unused("core.proxy.workers", "see --threads");

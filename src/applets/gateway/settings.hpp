@@ -30,6 +30,7 @@ struct Settings {
     std::string rpc_address = "127.0.0.1:8010";
     std::string tls_key_file, tls_cert_file;  // [tls] key / certs (PEM, chain leaf first)
     std::string client_ca_file;               // [tls.mutual] ca_certs: the KMS root CA
+    std::string rpc_domain;                   // [core.rpc_domain]: the RPC certificate from the agent
     // Admin API, dashboard and /metrics (plain HTTP, token required unless insecure_no_auth).
     std::string admin_address;  // empty: none
     std::string admin_token;    // secret: never logged
