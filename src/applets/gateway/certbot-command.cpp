@@ -2,6 +2,8 @@
 // HTTP-01 server) driven once from the command line; the account lives in a 0600 JSON file.
 #include "certbot-command.hpp"
 
+#include "acme-issue.hpp"
+
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -78,118 +80,9 @@ std::string account_json(const app::AcmeAccount& account) {
     return out + "}\n";
 }
 
-// The tokens the HTTP-01 server answers; shared between the hooks and the server's handler.
-struct Http01Tokens {
-    std::mutex mutex;
-    std::map<std::string, std::string> answers;
-};
-
-asio::awaitable<net::http::Response> answer_http01(std::shared_ptr<Http01Tokens> tokens, std::string path) {
-    constexpr std::string_view prefix = "/.well-known/acme-challenge/";
-    if (path.rfind(prefix, 0) == 0) {
-        std::lock_guard lock(tokens->mutex);
-        auto found = tokens->answers.find(path.substr(prefix.size()));
-        if (found != tokens->answers.end()) {
-            net::http::Response response = net::http::Response::text(found->second);
-            response.headers.set("Content-Type", "application/octet-stream");
-            co_return response;
-        }
-    }
-    co_return net::http::Response::text("not found\n", 404);
-}
-
-// Plain coroutines taking their state as parameters: the hooks' lambdas only call them (README:
-// a capturing lambda must not be a coroutine).
-asio::awaitable<Result<void>> cloudflare_publish(app::CloudflareOptions options, std::string name, std::string value) {
+asio::awaitable<Result<app::AcmeAccount>> create_account_here(std::string url, app::AcmeOptions options) {
     auto executor = co_await asio::this_coro::executor;
-    auto client = co_await app::cloudflare_connect(executor, name, options);
-    if (!client) co_return std::move(client).take_error();
-    co_return co_await (*client)->publish_txt(std::move(name), std::move(value));
-}
-
-asio::awaitable<Result<void>> cloudflare_remove(app::CloudflareOptions options, std::string name, std::string value) {
-    auto executor = co_await asio::this_coro::executor;
-    auto client = co_await app::cloudflare_connect(executor, name, options);
-    if (!client) co_return std::move(client).take_error();
-    co_return co_await (*client)->remove_txt(std::move(name), std::move(value));
-}
-
-struct IssueRequest {
-    IssueRequest() = default;
-    std::string acme_url, account_file, http01_listen;
-    bool create_account = false;
-    app::AcmeAccount account;
-    std::vector<std::string> domains;
-    app::AcmeChallengeType type = app::AcmeChallengeType::dns01;
-    app::AcmeOptions acme;
-    std::optional<app::CloudflareOptions> cloudflare;
-    bool set_caa = false;
-};
-
-struct IssueOutcome {
-    app::AcmeAccount account;
-    bool created = false;
-    app::IssuedCertificate certificate;
-};
-
-asio::awaitable<void> serve_http01(std::shared_ptr<net::Listener> listener, std::shared_ptr<Http01Tokens> tokens) {
-    net::http::ServerOptions options;
-    options.stop_timeout = std::chrono::milliseconds(2'000);
-    net::http::Handler handler = [tokens](net::http::Request& request, const net::http::ConnectionInfo&) {
-        return answer_http01(tokens, request.path);
-    };
-    co_await net::http::serve(*listener, std::move(handler), std::move(options));
-}
-
-asio::awaitable<Result<IssueOutcome>> issue(IssueRequest request) {
-    auto executor = co_await asio::this_coro::executor;
-    IssueOutcome outcome;
-    if (request.create_account) {
-        auto created = co_await app::acme_create_account(executor, request.acme_url, request.acme);
-        if (!created) co_return std::move(created).take_error();
-        // Saved before it is used, so a failed issuance does not lose the account.
-        auto written = write_file_atomic(request.account_file, as_bytes(account_json(*created)), 0600);
-        if (!written) co_return written.error().context("saving the ACME account");
-        outcome.account = std::move(*created);
-        outcome.created = true;
-    } else {
-        outcome.account = request.account;
-    }
-    app::AcmeChallengeHooks hooks;
-    std::shared_ptr<net::Listener> listener;
-    auto tokens = std::make_shared<Http01Tokens>();
-    if (request.type == app::AcmeChallengeType::dns01) {
-        app::CloudflareOptions cf = *request.cloudflare;
-        if (request.set_caa) {
-            for (const auto& domain : request.domains) {
-                auto client = co_await app::cloudflare_connect(executor, domain, cf);
-                if (!client) co_return std::move(client).take_error();
-                auto pinned = co_await (*client)->set_caa_records(domain, outcome.account.account_url);
-                if (!pinned) co_return std::move(pinned).take_error();
-            }
-        }
-        hooks.publish_dns_txt = [cf](std::string name, std::string value) { return cloudflare_publish(cf, std::move(name), std::move(value)); };
-        hooks.remove_dns_txt = [cf](std::string name, std::string value) { return cloudflare_remove(cf, std::move(name), std::move(value)); };
-    } else {
-        auto listening = net::listen_address(executor, request.http01_listen);
-        if (!listening) co_return listening.error().context("--http01-listen");
-        listener = std::shared_ptr<net::Listener>(std::move(*listening));
-        asio::co_spawn(executor, serve_http01(listener, tokens), asio::detached);
-        hooks.publish_http01 = [tokens](std::string token, std::string key_authorization) {
-            std::lock_guard lock(tokens->mutex);
-            tokens->answers[token] = key_authorization;
-        };
-        hooks.remove_http01 = [tokens](std::string token) {
-            std::lock_guard lock(tokens->mutex);
-            tokens->answers.erase(token);
-        };
-    }
-    auto issued = co_await app::acme_issue_certificate(executor, outcome.account, request.domains, request.type,
-                                                       std::move(hooks), request.acme);
-    if (listener) listener->close();  // the server then stops, and run_blocking can return
-    if (!issued) co_return std::move(issued).take_error();
-    outcome.certificate = std::move(*issued);
-    co_return outcome;
+    co_return co_await app::acme_create_account(executor, std::move(url), std::move(options));
 }
 
 int issue_main(std::string_view, int argc, char** argv) {
@@ -214,8 +107,7 @@ int issue_main(std::string_view, int argc, char** argv) {
     if (auto done = command.parse(argc, argv)) return *done;
 
     IssueRequest request;
-    request.acme_url = acme_url;
-    request.account_file = account_file;
+    bool create_account = false;
     request.domains = domains;
     request.set_caa = set_caa;
     if (timeout_seconds == 0 || timeout_seconds > 3600) return command.usage_error("--timeout: 1 to 3600 seconds");
@@ -258,12 +150,20 @@ int issue_main(std::string_view, int argc, char** argv) {
         }
         request.account = std::move(*account);
     } else {
-        request.create_account = true;
+        create_account = true;
+    }
+    if (create_account) {
+        auto created = net::run_blocking(create_account_here(acme_url, request.acme), "ACME account");
+        if (!created) return command.fail(created.error().message);
+        // Saved before it is used, so a failed issuance does not lose the account.
+        if (auto written = write_file_atomic(account_file, as_bytes(account_json(*created)), 0600); !written)
+            return command.fail(written.error().context("saving the ACME account").message);
+        request.account = std::move(*created);
     }
 
-    auto outcome = net::run_blocking(issue(std::move(request)), "certbot issue");
+    auto outcome = net::run_blocking(issue_certificate(std::move(request)), "certbot issue");
     if (!outcome) return command.fail(outcome.error().message);
-    std::fprintf(stderr, "%s ACME account %s\n", outcome->created ? "created" : "used", outcome->account.account_url.c_str());
+    std::fprintf(stderr, "%s ACME account %s\n", create_account ? "created" : "used", outcome->account.account_url.c_str());
     std::filesystem::path dir(out_dir);
     // Two renames: a reader between them sees the new key beside the old chain, so it checks the pair.
     if (auto written = write_file_atomic(dir / "key.pem", as_bytes(outcome->certificate.key_pem), 0600); !written) {
