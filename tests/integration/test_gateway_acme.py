@@ -181,13 +181,14 @@ def leaf_of(chain_pem):
     return chain_pem[: chain_pem.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")] + "\n"
 
 
-def main(h):
-    d = h.tmpdir("acme")
-    procs = []
-    cloudflare = None
-    try:
+class Pebble:
+    """pebble-challtestsrv (DNS for the CA's look-ups) and pebble on loopback, with pebble's own
+    HTTPS certificate from a CA made here; the Cloudflare stand-in feeds challtestsrv."""
+
+    def __init__(self, h, d, procs):
         ca, wfe_cert, wfe_key = make_tls_ca(h, d)
         dns_port, ctl_port, acme_port, pebble_mgmt, http01_port = (free_port() for _ in range(5))
+        self.http01_port = http01_port
         ctl = subprocess.Popen(["pebble-challtestsrv", "-dns01", f"127.0.0.1:{dns_port}", "-http01", "", "-https01", "",
                                 "-tlsalpn01", "", "-management", f"127.0.0.1:{ctl_port}", "-defaultIPv6", ""],
                                stdout=open(os.path.join(d, "challtestsrv.log"), "w"), stderr=subprocess.STDOUT,
@@ -201,28 +202,39 @@ def main(h):
                                   "ocspResponderURL": "", "externalAccountBindingRequired": False,
                                   "retryAfter": {"authz": 1, "order": 1}}}, f)
         env = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="30", PEBBLE_VA_ALWAYS_VALID="0")
-        pebble_log = os.path.join(d, "pebble.log")
+        self.log = os.path.join(d, "pebble.log")
         pebble = subprocess.Popen(["pebble", "-config", config, "-dnsserver", f"127.0.0.1:{dns_port}"], env=env,
-                                  stdout=open(pebble_log, "w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  stdout=open(self.log, "w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                   preexec_fn=harness._die_with_parent)
         procs.append(pebble)
         wait_port(acme_port, pebble, "pebble")
         wait_port(pebble_mgmt, pebble, "pebble management")
-        challtestsrv = f"http://127.0.0.1:{ctl_port}"
-        cloudflare = Cloudflare(challtestsrv)
-        acme_url = f"https://localhost:{acme_port}/dir"
+        self.ca = ca
+        self.challtestsrv = f"http://127.0.0.1:{ctl_port}"
+        self.acme_url = f"https://localhost:{acme_port}/dir"
         tls = ssl.create_default_context(cafile=ca)
 
         def pebble_pem(path):
             with urllib.request.urlopen(f"https://localhost:{pebble_mgmt}{path}", context=tls, timeout=5) as response:
                 return response.read().decode()
 
-        root = os.path.join(d, "root.pem")
-        intermediate = os.path.join(d, "intermediate.pem")
-        with open(root, "w") as f:
+        self.root = os.path.join(d, "root.pem")
+        self.intermediate = os.path.join(d, "intermediate.pem")
+        with open(self.root, "w") as f:
             f.write(pebble_pem("/roots/0"))
-        with open(intermediate, "w") as f:
+        with open(self.intermediate, "w") as f:
             f.write(pebble_pem("/intermediates/0"))
+
+
+def main(h):
+    d = h.tmpdir("acme")
+    procs = []
+    cloudflare = None
+    try:
+        pebble = Pebble(h, d, procs)
+        ca, root, intermediate, acme_url = pebble.ca, pebble.root, pebble.intermediate, pebble.acme_url
+        challtestsrv, http01_port, pebble_log = pebble.challtestsrv, pebble.http01_port, pebble.log
+        cloudflare = Cloudflare(challtestsrv)
         token_file = os.path.join(d, "token")
         with open(token_file, "w") as f:
             f.write(TOKEN + "\n")
@@ -331,7 +343,7 @@ def main(h):
             harness.expect(not os.path.exists(os.path.join(out_dir, "cert.pem")), "a certificate was written")
 
         with h.case("an account file for another directory is refused"):
-            r = h.run([h.dstack, "gateway", "certbot", "issue", "--acme-url", f"https://localhost:{acme_port}/other",
+            r = h.run([h.dstack, "gateway", "certbot", "issue", "--acme-url", acme_url.replace("/dir", "/other"),
                        "--ca-file", ca, "--account", account, "--out-dir", d, "--domain", "x.test.local",
                        "--challenge", "dns-01", *cf_args])
             harness.expect(r.rc == 1 and "the account belongs to" in r.err, f"{r}")

@@ -32,6 +32,7 @@ struct DomainCertificate {
     std::string issuer;                 // the leaf's issuer, as text
     std::string serial_hex, sha256_hex; // of the leaf
     Bytes public_key_der;               // the leaf's SubjectPublicKeyInfo (AcmeInfo, zt-cert report data)
+    std::string quote_json;             // GetQuote for SHA-512("zt-cert:" || SPKI), when attested
 };
 
 // Parses and checks a chain and key for `domain`: the leaf must cover *.domain, be valid at `now`

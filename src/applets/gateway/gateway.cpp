@@ -112,18 +112,7 @@ Result<std::string> read_wg_private_key(const Settings& settings) {
     return text;
 }
 
-template <typename T>
-asio::awaitable<std::optional<T>> as_optional(asio::awaitable<T> operation) {
-    co_return std::optional<T>(co_await std::move(operation));
-}
-
 }  // namespace
-
-template <typename T>
-asio::awaitable<T> Gateway::on_store(asio::awaitable<T> operation) {
-    auto result = co_await asio::co_spawn(*store_strand_, as_optional(std::move(operation)), asio::use_awaitable);
-    co_return std::move(*result);
-}
 
 Gateway::Gateway(Settings settings) : settings_(std::move(settings)) {}
 
@@ -355,6 +344,8 @@ std::string Gateway::encode_certificate(const DomainCertificate& certificate) co
     json::string(out, sealed ? *sealed : std::string());
     json::key(out, "not_after");
     out.Int64(certificate.not_after);
+    json::key(out, "quote");
+    json::string(out, certificate.quote_json);
     json::key(out, "stored_by");
     out.Uint(settings_.node_id);
     out.EndObject();
@@ -376,7 +367,11 @@ Result<DomainCertificate> Gateway::decode_certificate(std::string_view key, std:
     DSTACK_TRY(auto sealed, object.string("key_sealed"));
     DSTACK_TRY(auto key_bytes, unseal(sealed));
     std::string key_pem(key_bytes.begin(), key_bytes.end());
-    return check_domain_certificate(domain, std::move(chain), std::move(key_pem), *source, system_now());
+    DSTACK_TRY(auto certificate, check_domain_certificate(domain, std::move(chain), std::move(key_pem), *source, system_now()));
+    if (auto quote = object.optional("quote"); quote && !quote->is_null()) {
+        DSTACK_TRY(certificate.quote_json, quote->string());
+    }
+    return certificate;
 }
 
 void Gateway::on_certificate_change(const app::StoreChange& change) {
@@ -603,6 +598,7 @@ void Gateway::start_background(asio::any_io_executor executor) {
         }
     };
     asio::co_spawn(executor, loop(this, executor), asio::detached);
+    if (!settings_.acme_url.empty()) asio::co_spawn(executor, acme_loop(this, executor), asio::detached);
 }
 
 void Gateway::stop() {

@@ -14,9 +14,12 @@
 
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
+#include <asio/co_spawn.hpp>
 #include <asio/strand.hpp>
+#include <asio/use_awaitable.hpp>
 
 #include "certificate-store.hpp"
+#include "dstack/app/acme-client.hpp"
 #include "dstack/app/agent-client.hpp"
 #include "dstack/app/cluster-store.hpp"
 #include "dstack/app/identity.hpp"
@@ -76,6 +79,12 @@ public:
     std::string base_domain() const { return settings_.base_domain; }
     bool wireguard_available() const { return wireguard_ok_.load(); }
 
+    // ACME (gateway-acme.cpp): issues a certificate for the base domain when it has none from
+    // ACME or it expires within acme_renew_before (always with `force`), under the store's lock.
+    // True when this node issued one.
+    asio::awaitable<Result<bool>> renew_certificate(asio::any_io_executor executor, bool force);
+    std::string acme_account_url() const;
+
     // Background work; each runs until stop().
     void start_background(asio::any_io_executor executor);
     void stop();
@@ -87,6 +96,9 @@ private:
     asio::awaitable<Result<void>> publish_self(asio::any_io_executor executor);
     asio::awaitable<void> sync_wireguard(asio::any_io_executor executor);
     asio::awaitable<void> refresh_handshakes(asio::any_io_executor executor);
+    asio::awaitable<Result<app::AcmeAccount>> acme_account(asio::any_io_executor executor);
+    asio::awaitable<Result<void>> issue_and_store(asio::any_io_executor executor);
+    static asio::awaitable<void> acme_loop(Gateway* self, asio::any_io_executor executor);
     void on_instance_change(const app::StoreChange& change);
     void on_certificate_change(const app::StoreChange& change);
     void on_node_change(const app::StoreChange& change);
@@ -114,7 +126,23 @@ private:
     mutable std::mutex nodes_mutex_;
     std::map<std::uint32_t, NodeInfo> nodes_;
     std::string uuid_hex_;
+    mutable std::mutex acme_mutex_;
+    std::string acme_account_url_;
     asio::any_io_executor executor_;
 };
+
+namespace detail {
+template <typename T>
+asio::awaitable<std::optional<T>> as_optional(asio::awaitable<T> operation) {
+    co_return std::optional<T>(co_await std::move(operation));
+}
+}  // namespace detail
+
+template <typename T>
+asio::awaitable<T> Gateway::on_store(asio::awaitable<T> operation) {
+    // Through an optional: co_spawn's result must be default-constructible, Result is not.
+    auto result = co_await asio::co_spawn(*store_strand_, detail::as_optional(std::move(operation)), asio::use_awaitable);
+    co_return std::move(*result);
+}
 
 }  // namespace dstack::applets::gateway

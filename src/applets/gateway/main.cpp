@@ -56,6 +56,14 @@ Serve options (gateway.toml keys in brackets; --config FILE reads it, flags win)
   --base-domain NAME       the platform's domain [core.proxy.base_domain]
   --cert-chain F --cert-key F   a certificate for *.NAME [core.proxy.cert_chain/cert_key]
   --no-self-signed         no self-signed wildcard when nothing covers NAME
+  --acme-url URL           get *.NAME from this ACME directory and renew it (the
+                           node that takes the store's lock issues; all serve it)
+  --acme-challenge dns-01|http-01   (default dns-01; http-01 certifies NAME only)
+  --cloudflare-token-file F, --cloudflare-api-url URL   dns-01 through Cloudflare
+  --http01-listen ADDR     http-01: where the CA's requests arrive
+  --acme-ca-file PEM       trust for the ACME and Cloudflare APIs (default: system)
+  --acme-renew-before D    renew that long before expiry (default 30d)
+  --acme-check-interval D  (default 1h)
   --listen ADDR            the RPC (RegisterCvm, Info, AcmeInfo, GetPeers)
                            [address/port] (default 127.0.0.1:8010)
   --tls-cert F --tls-key F the RPC's certificate chain and key [tls.certs/key]
@@ -99,7 +107,8 @@ Serve options (gateway.toml keys in brackets; --config FILE reads it, flags win)
 Not in this build: the legacy quote-only client certificates of pre-0.5.6
 CVMs (RegisterCvm needs the KMS-signed app-info extension), the port-policy
 fetch from legacy CVMs, kernel WireGuard (netlink), splice/kTLS, htpasswd
-admin users, and the ACME renewal loop inside `serve` (use `certbot issue`).
+admin users, CAA pinning and ACME account rotation inside `serve` (`certbot
+issue --set-caa` does CAA), and DNS providers other than Cloudflare.
 )";
 
 // Raises the soft limit on open files to the hard one: a proxy holds two per connection.

@@ -131,6 +131,14 @@ ServeOptions::ServeOptions(Command& command, Settings& settings) : settings_(set
     cli.add_option("--handshake-timeout", handshake_timeout_s_);
     cli.add_option("--connect-timeout", connect_timeout_s_);
     cli.add_option("--total-timeout", total_timeout_s_);
+    cli.add_option("--acme-url", settings.acme_url);
+    cli.add_option("--acme-ca-file", settings.acme_ca_file);
+    cli.add_option("--acme-challenge", settings.acme_challenge)->check(CLI::IsMember({"dns-01", "http-01"}));
+    cli.add_option("--cloudflare-api-url", settings.cloudflare_api_url);
+    cli.add_option("--cloudflare-token-file", settings.cloudflare_token_file);
+    cli.add_option("--http01-listen", settings.http01_listen);
+    cli.add_option("--acme-renew-before", acme_renew_before_);
+    cli.add_option("--acme-check-interval", acme_check_interval_);
     config_.bind("core.wg.interface", cli.add_option("--wg-interface", settings.wg_interface));
     cli.add_option("--wg-uapi-socket", settings.wg_uapi_socket);
     cli.add_flag("--no-wireguard", no_wireguard_);
@@ -262,6 +270,20 @@ Result<void> ServeOptions::apply() {
     if (total_timeout_s_) s.timeouts.total = std::chrono::seconds(*total_timeout_s_);
     for (auto timeout : {s.timeouts.idle, s.timeouts.handshake, s.timeouts.connect, s.timeouts.total, s.timeouts.pp_header}) {
         if (timeout.count() <= 0) return make_error("timeouts must be positive");
+    }
+    if (acme_renew_before_) {
+        DSTACK_TRY(s.acme_renew_before, parse_duration(*acme_renew_before_));
+    }
+    if (acme_check_interval_) {
+        DSTACK_TRY(s.acme_check_interval, parse_duration(*acme_check_interval_));
+    }
+    if (s.acme_check_interval.count() < 1000) return make_error("--acme-check-interval: at least 1s");
+    if (!s.acme_url.empty()) {
+        if (s.base_domain.empty()) return make_error("--acme-url needs --base-domain");
+        if (s.acme_challenge == "dns-01" && s.cloudflare_token_file.empty())
+            return make_error("--acme-challenge dns-01 needs --cloudflare-token-file");
+        if (s.acme_challenge == "http-01" && s.http01_listen.empty())
+            return make_error("--acme-challenge http-01 needs --http01-listen");
     }
     if (no_wireguard_) s.wg_enabled = false;
     if (no_self_signed_) s.self_signed_fallback = false;

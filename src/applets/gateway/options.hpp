@@ -24,6 +24,7 @@ private:
     ConfigOptions config_;
     std::vector<std::string> proxy_listen_;
     std::string admin_token_file_;
+    std::optional<std::string> acme_renew_before_, acme_check_interval_;
     std::optional<int> idle_timeout_s_, handshake_timeout_s_, connect_timeout_s_, total_timeout_s_;
     bool no_wireguard_ = false, no_self_signed_ = false;
 };

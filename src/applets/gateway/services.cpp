@@ -241,6 +241,15 @@ asio::awaitable<Result<Reply>> debug_register(std::shared_ptr<Gateway> gateway, 
     co_return reply.reply();
 }
 
+asio::awaitable<Result<Reply>> renew_cert(std::shared_ptr<Gateway> gateway, const Call&) {
+    auto executor = co_await asio::this_coro::executor;
+    auto renewed = co_await gateway->renew_certificate(executor, true);
+    if (!renewed) co_return std::move(renewed).take_error();
+    JsonObject reply;
+    reply.boolean("renewed", *renewed);
+    co_return reply.reply();
+}
+
 asio::awaitable<http::Response> serve_site(std::weak_ptr<Gateway> weak, http::Request& request, const http::ConnectionInfo&) {
     auto gateway = weak.lock();
     if (!gateway) co_return http::Response::text("shutting down", 503);
@@ -325,6 +334,7 @@ http::Handler admin_service(std::shared_ptr<Gateway> gateway) {
         if (!record) return make_error("instance {} not found", id);
         return Reply::json_text(port_policy_report_json(*record));
     });
+    service->add("RenewCert", [gateway](const Call& call) { return renew_cert(gateway, call); }, net::prpc::Input::empty);
     service->add("RemoveInstance", [gateway](const Call& call) { return remove_instance(gateway, call); });
     return [gateway, service](http::Request& request, const http::ConnectionInfo& connection) {
         if (request.path.size() > 1 && request.path.find('/', 1) == std::string::npos && request.path != "/metrics" &&

@@ -58,6 +58,17 @@ struct Settings {
     ProxyTimeouts timeouts;
     bool insecure_localhost_backend = false;  // [core.debug]: app id "localhost" = 127.0.0.1
 
+    // ACME inside serve (ours; upstream configures its certbot through the admin API): a
+    // certificate for *.base_domain from this directory, renewed `acme_renew_before` its expiry by
+    // whichever node takes the store's lock; every node serves it.
+    std::string acme_url;
+    std::string acme_ca_file;             // trust for the ACME and Cloudflare APIs (default: system)
+    std::string acme_challenge = "dns-01";  // or http-01 (no wildcard then: base_domain itself)
+    std::string cloudflare_api_url, cloudflare_token_file;
+    std::string http01_listen;
+    std::chrono::milliseconds acme_renew_before{30LL * 86400'000};
+    std::chrono::milliseconds acme_check_interval{3600'000};
+
     // [core.wg]
     std::string wg_interface = "wg0";
     std::string wg_uapi_socket;          // empty: /var/run/wireguard/<interface>.sock

@@ -249,7 +249,7 @@ std::string acme_info_json(const Gateway& gateway) {
     json::Writer out(buffer);
     out.StartObject();
     json::key(out, "account_uri");
-    json::string(out, "");
+    json::string(out, gateway.acme_account_url());
     // ct_monitor still reads the field upstream removed (spec/gateway.md §14.2).
     json::key(out, "hist_keys");
     out.StartArray();
@@ -262,7 +262,7 @@ std::string acme_info_json(const Gateway& gateway) {
         json::key(out, "public_key");
         json::string(out, hex_encode(certificate.public_key_der));
         json::key(out, "quote");
-        json::string(out, "");
+        json::string(out, certificate.quote_json);
         json::key(out, "attestation");
         json::string(out, "");
         out.EndObject();
