@@ -211,6 +211,21 @@ def run(h, d, etcd_url, pebble, cf):
                 status = admin(again.addresses[2], "Status", admin_token).json()
                 harness.expect(len(status["hosts"]) == 2 and len(status["nodes"]) == 3, status)
 
+        with h.case("renewal before expiry: a node renewing early replaces the certificate on every node"):
+            before = served_certificate(h, n1.addresses[0].port, name)
+            cmd = node_cmd(h, 4, etcd_url, pebble, cf, token_file, seal_file, token_admin)
+            cmd[cmd.index("--acme-check-interval") + 1] = "2s"
+            cmd += ["--acme-renew-before", "36500d"]  # every certificate is "about to expire"
+            with h.server(cmd, count=4, name="node 4 (renews early)", timeout=60):
+                after = wait_for("a renewed certificate on node 1",
+                                 lambda: (lambda c: c if c and c != before and "Pebble" in c else None)(
+                                     served_certificate(h, n1.addresses[0].port, name)), timeout=40)
+                harness.expect(after != before, after)
+                # Node 2 follows through etcd (node 4 may have renewed again meanwhile: any new one).
+                wait_for("a renewed certificate on node 2",
+                         lambda: (lambda c: c if c and c != before and "Pebble" in c else None)(
+                             served_certificate(h, n2.addresses[0].port, name)), timeout=40)
+
         with h.case("a node id already used by another node (another uuid) is refused"):
             other = os.path.join(h.tmp, "node-impostor")
             os.makedirs(other, exist_ok=True)
