@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 
+#include <asio/ip/address_v4.hpp>
 #include <fmt/format.h>
 
 #include "dstack/base/json-reader.hpp"
@@ -91,6 +92,12 @@ Result<InstanceRecord> decode_instance(std::string_view text) {
     DSTACK_TRY(record.admin_port_policy, read_policy(object, "admin_port_policy"));
     DSTACK_TRY(record.node_id, object.uint_as<std::uint32_t>("node_id"));
     if (record.instance_id.empty() || record.app_id.empty()) return make_error("instance record without an instance or app id");
+    // The store is shared with other nodes: what reaches the WireGuard device and the proxy's
+    // connect must be an address and a key, nothing else.
+    asio::error_code ec;
+    auto address = asio::ip::make_address_v4(record.ip, ec);
+    if (ec || address.to_string() != record.ip) return make_error("instance record {}: ip {:?} is not an IPv4 address", record.instance_id, record.ip);
+    DSTACK_CHECK(app::parse_wg_public_key(record.public_key));
     return record;
 }
 

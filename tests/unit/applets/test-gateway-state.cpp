@@ -146,6 +146,15 @@ TEST_CASE("registry: records round-trip through the store's JSON; a newer record
     REQUIRE(back);
     CHECK(*back == made->record);
     CHECK_FALSE(decode_instance(R"({"instance_id":"x"})"));
+    // A record from the shared store cannot smuggle lines into the WireGuard device's configuration.
+    InstanceRecord hostile = made->record;
+    hostile.ip = "10.0.0.2/32\nremove=true";
+    CHECK_FALSE(decode_instance(encode_instance(hostile)));
+    hostile.ip = "010.0.0.2";
+    CHECK_FALSE(decode_instance(encode_instance(hostile)));
+    hostile = made->record;
+    hostile.public_key = "not-a-key";
+    CHECK_FALSE(decode_instance(encode_instance(hostile)));
     CHECK_FALSE(decode_instance(R"({"instance_id":"x","instance_id":"y"})"));
     InstanceRecord older = made->record;
     older.reg_time = 5;
