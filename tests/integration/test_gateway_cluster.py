@@ -226,6 +226,26 @@ def run(h, d, etcd_url, pebble, cf):
                          lambda: (lambda c: c if c and c != before and "Pebble" in c else None)(
                              served_certificate(h, n2.addresses[0].port, name)), timeout=40)
 
+        with h.case("SetNodeStatus down: node 2 is left out of RegisterCvm's servers and refuses registrations itself"):
+            r = admin(n1.addresses[2], "SetNodeStatus", admin_token, {"id": 2, "status": "down"})
+            harness.expect(r.status == 200, r)
+            r = admin(n1.addresses[2], "SetNodeStatus", admin_token, {"id": 2, "status": "sideways"})
+            harness.expect(r.status == 400 and "expected 'up' or 'down'" in r.text(), r)
+            body = {"client_public_key": wg_key(3), "app_id": "e3" * 20, "instance_id": "f3" * 20}
+
+            def refused_by_node2():
+                r = harness.http_request(n2.addresses[3], "POST", "/prpc/RegisterCvm?json", json.dumps(body).encode(),
+                                         {"Content-Type": "application/json"})
+                return r if r.status == 400 and "marked as down" in r.text() else None
+            wait_for("node 2 refusing registrations", refused_by_node2)
+            r = harness.http_request(n1.addresses[3], "POST", "/prpc/RegisterCvm?json", json.dumps(body).encode(),
+                                     {"Content-Type": "application/json"})
+            harness.expect(r.status == 200, r)
+            ids = sorted(g["id"] for g in r.json()["gateways"])
+            harness.expect(ids == [1, 3, 4] or ids == [1, 3], f"node 2 still listed: {r.json()['gateways']}")
+            statuses = admin(n1.addresses[2], "GetNodeStatuses", admin_token).json()
+            harness.expect({"node_id": 2, "status": "down"} in statuses, statuses)
+
         with h.case("a node id already used by another node (another uuid) is refused"):
             other = os.path.join(h.tmp, "node-impostor")
             os.makedirs(other, exist_ok=True)

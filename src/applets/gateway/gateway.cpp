@@ -307,6 +307,34 @@ std::vector<NodeInfo> Gateway::nodes() const {
     return out;
 }
 
+asio::awaitable<Result<void>> Gateway::set_node_status(std::uint32_t id, bool down) {
+    NodeInfo node;
+    {
+        std::lock_guard lock(nodes_mutex_);
+        auto it = nodes_.find(id);
+        if (it == nodes_.end()) co_return make_error("gateway node {} not found", id);
+        it->second.down = down;
+        node = it->second;
+    }
+    auto put = co_await on_store(store_->put(fmt::format("{}{}", node_prefix, id), encode_node(node)));
+    if (!put) co_return put.error().context("storing the node's status");
+    co_return Result<void>();
+}
+
+asio::awaitable<Result<std::size_t>> Gateway::reload_certificates() {
+    auto stored = co_await on_store(store_->list(std::string(certificate_prefix)));
+    if (!stored) co_return stored.error().context("reloading certificates");
+    std::size_t count = 0;
+    for (const auto& entry : *stored) {
+        app::StoreChange change;
+        change.key = entry.key;
+        change.value = entry.value;
+        on_certificate_change(change);
+        ++count;
+    }
+    co_return count;
+}
+
 void Gateway::attach_proxy(std::unique_ptr<Proxy> proxy) { proxy_ = std::move(proxy); }
 
 Result<std::string> Gateway::seal(ByteView secret) const {

@@ -73,6 +73,11 @@ public:
     // A certificate from ACME or the operator, stored for every node (its key sealed).
     asio::awaitable<Result<void>> store_certificate(DomainCertificate certificate);
     std::vector<NodeInfo> nodes() const;
+    // Admin.SetNodeStatus: a node marked down is left out of RegisterCvm's server lists and
+    // refuses registrations itself (§11.2).
+    asio::awaitable<Result<void>> set_node_status(std::uint32_t id, bool down);
+    // Admin.ReloadCert: every certificate again from the store (the static file stays).
+    asio::awaitable<Result<std::size_t>> reload_certificates();
     NodeInfo self() const;
 
     // The domain CVMs are told to use, and its public port (§9.7 item 4).

@@ -113,18 +113,14 @@ Result<RegisterArgs> decode_debug_register(const Call& call) {
     return args;
 }
 
-asio::awaitable<Result<Reply>> register_cvm(std::shared_ptr<Gateway> gateway, const Call& call) {
-    auto args = decode_register(call);
-    if (!args) co_return std::move(args).take_error();
-    auto outcome = co_await gateway->register_cvm(std::move(args->identity), std::move(args->public_key), std::move(args->policy));
-    if (!outcome) co_return std::move(outcome).take_error();
-    const auto& s = gateway->settings();
+Reply registration_reply(const Gateway& gateway, const RegisterOutcome& outcome) {
+    const auto& s = gateway.settings();
     JsonObject reply;
     auto& a = reply.allocator();
     rapidjson::Value wg(rapidjson::kObjectType);
-    wg.AddMember("client_ip", rapidjson::Value(outcome->record.ip.c_str(), a), a);
+    wg.AddMember("client_ip", rapidjson::Value(outcome.record.ip.c_str(), a), a);
     rapidjson::Value servers(rapidjson::kArrayType), gateways(rapidjson::kArrayType);
-    for (const auto& node : outcome->nodes) {
+    for (const auto& node : outcome.nodes) {
         servers.PushBack(node_json(node, a, false), a);
         gateways.PushBack(node_json(node, a, true), a);
     }
@@ -137,8 +133,16 @@ asio::awaitable<Result<Reply>> register_cvm(std::shared_ptr<Gateway> gateway, co
     agent.AddMember("app_address_ns_prefix", rapidjson::Value(s.app_address_ns_prefix.c_str(), a), a);
     reply.value("agent", std::move(agent));
     reply.value("gateways", std::move(gateways));
-    log::info("RegisterCvm: app {} instance {} at {}", outcome->record.app_id, outcome->record.instance_id, outcome->record.ip);
-    co_return reply.reply();
+    log::info("RegisterCvm: app {} instance {} at {}", outcome.record.app_id, outcome.record.instance_id, outcome.record.ip);
+    return reply.reply();
+}
+
+asio::awaitable<Result<Reply>> register_cvm(std::shared_ptr<Gateway> gateway, const Call& call) {
+    auto args = decode_register(call);
+    if (!args) co_return std::move(args).take_error();
+    auto outcome = co_await gateway->register_cvm(std::move(args->identity), std::move(args->public_key), std::move(args->policy));
+    if (!outcome) co_return std::move(outcome).take_error();
+    co_return registration_reply(*gateway, *outcome);
 }
 
 Reply info_reply(const Gateway& gateway) {
@@ -233,12 +237,7 @@ asio::awaitable<Result<Reply>> debug_register(std::shared_ptr<Gateway> gateway, 
     if (!args) co_return std::move(args).take_error();
     auto outcome = co_await gateway->register_cvm(std::move(args->identity), std::move(args->public_key), std::move(args->policy));
     if (!outcome) co_return std::move(outcome).take_error();
-    JsonObject reply;
-    auto& a = reply.allocator();
-    rapidjson::Value wg(rapidjson::kObjectType);
-    wg.AddMember("client_ip", rapidjson::Value(outcome->record.ip.c_str(), a), a);
-    reply.value("wg", std::move(wg));
-    co_return reply.reply();
+    co_return registration_reply(*gateway, *outcome);
 }
 
 asio::awaitable<Result<Reply>> renew_cert(std::shared_ptr<Gateway> gateway, const Call&) {
@@ -248,6 +247,38 @@ asio::awaitable<Result<Reply>> renew_cert(std::shared_ptr<Gateway> gateway, cons
     JsonObject reply;
     reply.boolean("renewed", *renewed);
     co_return reply.reply();
+}
+
+struct NodeStatusArgs {
+    NodeStatusArgs() = default;
+    std::uint32_t id = 0;
+    bool down = false;
+};
+
+Result<NodeStatusArgs> decode_node_status(const Call& call) {
+    DSTACK_CHECK(call.only_fields({"id", "status"}));
+    NodeStatusArgs args;
+    DSTACK_TRY(auto id, call.u64("id"));
+    if (id == 0 || id > 0xffffffffULL) return make_error("id: a node id from 1 to 4294967295");
+    args.id = static_cast<std::uint32_t>(id);
+    DSTACK_TRY(auto status, call.string("status"));
+    if (status != "up" && status != "down") return make_error("invalid status: expected 'up' or 'down'");
+    args.down = status == "down";
+    return args;
+}
+
+asio::awaitable<Result<Reply>> set_node_status(std::shared_ptr<Gateway> gateway, const Call& call) {
+    auto args = decode_node_status(call);
+    if (!args) co_return std::move(args).take_error();
+    auto set = co_await gateway->set_node_status(args->id, args->down);
+    if (!set) co_return std::move(set).take_error();
+    co_return Reply::null();
+}
+
+asio::awaitable<Result<Reply>> reload_cert(std::shared_ptr<Gateway> gateway, const Call&) {
+    auto reloaded = co_await gateway->reload_certificates();
+    if (!reloaded) co_return std::move(reloaded).take_error();
+    co_return Reply::null();
 }
 
 asio::awaitable<http::Response> serve_site(std::weak_ptr<Gateway> weak, http::Request& request, const http::ConnectionInfo&) {
@@ -335,6 +366,23 @@ http::Handler admin_service(std::shared_ptr<Gateway> gateway) {
         return Reply::json_text(port_policy_report_json(*record));
     });
     service->add("RenewCert", [gateway](const Call& call) { return renew_cert(gateway, call); }, net::prpc::Input::empty);
+    service->add("SetNodeStatus", [gateway](const Call& call) { return set_node_status(gateway, call); });
+    service->add("GetNodeStatuses", [gateway](const Call&) -> Result<Reply> {
+        std::string out = "[";
+        for (const auto& node : gateway->nodes()) {
+            if (out.size() > 1) out += ",";
+            out += fmt::format(R"({{"node_id":{},"status":"{}"}})", node.id, node.down ? "down" : "up");
+        }
+        return Reply::json_text(out + "]");
+    }, net::prpc::Input::empty);
+    service->add("ReloadCert", [gateway](const Call& call) { return reload_cert(gateway, call); }, net::prpc::Input::empty);
+    service->add("GetInstanceHandshakes", [gateway](const Call& call) -> Result<Reply> {
+        DSTACK_CHECK(call.only_fields({"instance_id"}));
+        DSTACK_TRY(auto id, call.string("instance_id"));
+        if (!gateway->registry()->find(id)) return make_error("instance {} not found", id);
+        return Reply::json_text(fmt::format(R"([{{"observer_node_id":{},"timestamp":{}}}])", gateway->settings().node_id,
+                                            gateway->registry()->last_handshake(id)));
+    });
     service->add("RemoveInstance", [gateway](const Call& call) { return remove_instance(gateway, call); });
     return [gateway, service](http::Request& request, const http::ConnectionInfo& connection) {
         if (request.path.size() > 1 && request.path.find('/', 1) == std::string::npos && request.path != "/metrics" &&
