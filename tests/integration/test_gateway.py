@@ -554,6 +554,45 @@ def run(h, p_plain, p_big, p_tls, p_pp, p_h2, p_half, p_other, backend_crt):
             harness.expect(any("aes-256-gcm:" in v for v in values), "no sealed certificate key in the store")
             harness.expect(not any("PRIVATE KEY" in v for v in values), "a certificate key is stored in clear")
 
+    with h.case("upstream's gateway.toml (--config): its keys are read, keys this build ignores are named"):
+        config = os.path.join(h.tmp, "gateway.toml")
+        proxy_port, admin_port = free_port(), free_port()
+        with open(config, "w") as f:
+            f.write(f"""
+workers = 8
+address = "127.0.0.1"
+port = {free_port()}
+[core]
+set_ulimit = true
+[core.admin]
+enabled = true
+address = "127.0.0.1"
+port = {admin_port}
+auth_token = "toml-token"
+[core.wg]
+ip = "127.0.1.1/24"
+reserved_net = ["127.0.1.1/32"]
+client_ip_range = "127.0.1.0/25"
+[core.proxy]
+listen_addr = "127.0.0.1"
+listen_port = "{proxy_port}"
+base_domain = "toml.test"
+tls_crypto_provider = "aws-lc-rs"
+[core.proxy.timeouts]
+handshake = "3s"
+idle = "10m"
+write = "5s"
+[core.sync]
+data_dir = "{os.path.join(h.tmp, 'toml-data')}"
+""")
+        cmd = [h.dstack, "gateway", "--config", config, "--no-wireguard", "--seal-key-file", seal_file]
+        with h.server(cmd, count=3, name="gateway (gateway.toml)", timeout=30) as gw:
+            harness.expect(gw.addresses[0].port == proxy_port and gw.addresses[2].port == admin_port, gw.addresses)
+            r = harness.http_request(gw.addresses[2], "POST", "/prpc/Admin.Status?json", b"{}", {"X-Admin-Token": "toml-token"})
+            harness.expect(r.status == 200 and r.json()["certificates"][0]["domain"] == "toml.test", r)
+            log = gw.log_tail()
+            harness.expect("tls_crypto_provider" in log and "write" in log, log)
+
     with h.case("custom domain: a _dstack-app-address TXT record (dnsmasq) routes to the app, passed through"):
         dns_port = free_port()
         dnsmasq = shutil.which("dnsmasq") or "/usr/sbin/dnsmasq"

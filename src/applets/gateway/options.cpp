@@ -159,7 +159,10 @@ ServeOptions::ServeOptions(Command& command, Settings& settings) : settings_(set
                      "core.admin.admin_token", "core.admin.insecure_no_auth", "core.debug.insecure_enable_debug_rpc",
                      "core.debug.address", "core.debug.port", "core.proxy.listen_addr", "core.proxy.listen_port",
                      "core.proxy.tls_versions", "core.proxy.connect_top_n", "core.proxy.agent_port",
-                     "core.proxy.app_address_ns_prefix", "core.proxy.app_address_ns_compat", "core.proxy.timeouts.*",
+                     "core.proxy.app_address_ns_prefix", "core.proxy.app_address_ns_compat",
+                     "core.proxy.timeouts.connect", "core.proxy.timeouts.handshake", "core.proxy.timeouts.pp_header",
+                     "core.proxy.timeouts.idle", "core.proxy.timeouts.total", "core.proxy.timeouts.dns_resolve",
+                     "core.proxy.timeouts.cache_top_n", "core.proxy.timeouts.handshake_stale",
                      "core.wg.public_key", "core.wg.private_key", "core.recycle.enabled", "core.recycle.interval",
                      "core.recycle.timeout"}) {
         config_.accept(key);
@@ -176,6 +179,9 @@ ServeOptions::ServeOptions(Command& command, Settings& settings) : settings_(set
     config_.accept_unused("core.proxy.tcp_splice", "not in this build");
     config_.accept_unused("core.proxy.ktls", "not in this build");
     config_.accept_unused("core.proxy.port_policy_fetch.*", "not in this build: CVMs report their port policy");
+    config_.accept_unused("core.proxy.timeouts.shutdown", "a half-close is bounded by the idle timeout");
+    config_.accept_unused("core.proxy.timeouts.write", "unused upstream too (the idle timeout covers writes)");
+    config_.accept_unused("core.proxy.timeouts.data_timeout_enabled", "the idle timeout always applies");
     config_.accept_unused("core.wg.config_path", "the device is driven through its UAPI socket, not a file");
     config_.accept_unused("core.recycle.node_timeout", "unused upstream too");
     config_.accept_unused("core.sync.enabled", "a cluster is several nodes on one etcd (--etcd)");
@@ -236,7 +242,6 @@ Result<void> ServeOptions::apply_file(const Config& file) {
     DSTACK_CHECK(read_duration(file, "core.proxy.timeouts.pp_header", t.pp_header));
     DSTACK_CHECK(read_duration(file, "core.proxy.timeouts.idle", t.idle));
     DSTACK_CHECK(read_duration(file, "core.proxy.timeouts.total", t.total));
-    DSTACK_CHECK(read_duration(file, "core.proxy.timeouts.shutdown", t.shutdown));
     DSTACK_CHECK(read_duration(file, "core.proxy.timeouts.dns_resolve", t.dns_resolve));
     DSTACK_CHECK(read_duration(file, "core.proxy.timeouts.cache_top_n", t.cache_top_n));
     DSTACK_CHECK(read_duration(file, "core.proxy.timeouts.handshake_stale", t.handshake_stale));

@@ -274,11 +274,11 @@ asio::awaitable<void> Proxy::accept_loop(std::shared_ptr<asio::ip::tcp::acceptor
         ++counters_.accepted;
         socket.set_option(asio::ip::tcp::no_delay(true), ec);
         auto executor = socket.get_executor();
-        asio::co_spawn(executor, serve(std::move(socket), std::string()), asio::detached);
+        asio::co_spawn(executor, serve(std::move(socket)), asio::detached);
     }
 }
 
-asio::awaitable<void> Proxy::serve(asio::ip::tcp::socket socket, std::string) {
+asio::awaitable<void> Proxy::serve(asio::ip::tcp::socket socket) {
     auto connection = std::make_shared<Connection>();
     std::error_code ec;
     auto remote = socket.remote_endpoint(ec);

@@ -55,7 +55,7 @@ public:
 private:
     struct Connection;
     asio::awaitable<void> accept_loop(std::shared_ptr<asio::ip::tcp::acceptor> acceptor);
-    asio::awaitable<void> serve(asio::ip::tcp::socket socket, std::string client_key);
+    asio::awaitable<void> serve(asio::ip::tcp::socket socket);
     asio::awaitable<Result<void>> handle(std::shared_ptr<Connection> connection);
     bool take_client_slot(const std::string& client_key);
     void release_client_slot(const std::string& client_key);

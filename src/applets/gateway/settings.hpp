@@ -17,7 +17,6 @@ struct ProxyTimeouts {
     std::chrono::milliseconds pp_header{5'000};    // reading an inbound PROXY header
     std::chrono::milliseconds idle{600'000};       // no byte either way
     std::chrono::milliseconds total{5LL * 3600'000};  // a connection's whole life
-    std::chrono::milliseconds shutdown{5'000};     // a half-close's flush
     std::chrono::milliseconds dns_resolve{5'000};  // custom-domain TXT
     std::chrono::milliseconds cache_top_n{30'000};
     std::chrono::milliseconds handshake_stale{30LL * 60'000};
