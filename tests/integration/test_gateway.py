@@ -13,6 +13,7 @@ for CVMs behind the tunnel (test_gateway_wireguard.py runs the real tunnel).
     test_gateway.py BUILD_DIR
 """
 
+import base64
 import hashlib
 import http.server
 import json
@@ -545,12 +546,19 @@ def run(h, p_plain, p_big, p_tls, p_pp, p_h2, p_half, p_other, backend_crt):
             _, status, _, body = curl(h, f"https://{APP}-{p_plain}.{BASE}:{proxy.port}/again",
                                       "--cacert", os.path.join(h.tmp, "self-signed.pem"), resolve_port=proxy.port)
             harness.expect(status == 200 and body == b"origin plain /again", f"{status} {body}")
-            mode = os.stat(os.path.join(data, "state.json")).st_mode & 0o777
-            harness.expect(mode == 0o600, oct(mode))
-            import base64
-            with open(os.path.join(data, "state.json")) as f:
-                entries = json.load(f)["entries"]
-            values = [base64.b64decode(e["value"]).decode(errors="replace") for e in entries]
+            # The store on disk: a snapshot (after compactions) and a journal of JSON lines, 0600.
+            values = []
+            for name in ("state.json", "state.json.journal"):
+                path = os.path.join(data, name)
+                if not os.path.exists(path):
+                    continue
+                mode = os.stat(path).st_mode & 0o777
+                harness.expect(mode == 0o600, f"{name}: {oct(mode)}")
+                with open(path) as f:
+                    text = f.read()
+                records = json.loads(text)["entries"] if name == "state.json" else \
+                    [json.loads(line) for line in text.splitlines() if line.strip()]
+                values += [base64.b64decode(e["value"]).decode(errors="replace") for e in records if e.get("value")]
             harness.expect(any("aes-256-gcm:" in v for v in values), "no sealed certificate key in the store")
             harness.expect(not any("PRIVATE KEY" in v for v in values), "a certificate key is stored in clear")
 
