@@ -126,4 +126,20 @@ Result<Bytes> parse_wg_public_key(std::string_view text) {
     return std::move(*bytes);
 }
 
+Result<std::string> allocate_wg_ip_after(const WgNetworkConfig& config, const std::set<std::string>& allocated,
+                                         std::string_view after) {
+    if (after.empty()) return allocate_wg_ip(config, allocated);
+    DSTACK_TRY(auto p, parse(config));
+    auto start = parse_ipv4(after);
+    if (!start || !p.pool.contains(*start)) return allocate_wg_ip(config, allocated);
+    std::uint64_t first = p.pool.network(), last = p.pool.broadcast(), size = last - first + 1;
+    for (std::uint64_t step = 1; step <= size; ++step) {
+        auto candidate = static_cast<std::uint32_t>(first + (*start - first + step) % size);
+        if (!usable(p, candidate)) continue;
+        std::string text = dotted(candidate);
+        if (allocated.count(text) == 0) return text;
+    }
+    return make_error("IP pool exhausted: every address of {} is taken", config.client_ip_range);
+}
+
 }  // namespace dstack::app

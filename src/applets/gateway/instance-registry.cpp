@@ -122,10 +122,14 @@ void InstanceRegistry::unindex(const std::string& app_id, const std::string& ins
     top_n_.erase(app_id);
 }
 
-std::set<std::string> InstanceRegistry::allocated() const {
-    std::set<std::string> out;
-    for (const auto& [id, entry] : instances_) out.insert(entry.record.ip);
-    return out;
+void InstanceRegistry::forget(const std::string& instance_id) {
+    auto it = instances_.find(instance_id);
+    if (it == instances_.end()) return;
+    const auto& record = it->second.record;
+    unindex(record.app_id, instance_id);
+    ips_.erase(record.ip);
+    if (auto key = keys_.find(record.public_key); key != keys_.end() && key->second == instance_id) keys_.erase(key);
+    instances_.erase(it);
 }
 
 Result<InstanceRegistry::Registration> InstanceRegistry::register_instance(std::string app_id, std::string instance_id,
@@ -141,10 +145,8 @@ Result<InstanceRegistry::Registration> InstanceRegistry::register_instance(std::
     }
     DSTACK_CHECK(app::parse_wg_public_key(public_key));
     std::lock_guard lock(mutex_);
-    for (const auto& [id, entry] : instances_) {
-        if (id != instance_id && entry.record.public_key == public_key) {
-            return make_error("WireGuard public key is already used by another instance");
-        }
+    if (auto owner = keys_.find(public_key); owner != keys_.end() && owner->second != instance_id) {
+        return make_error("WireGuard public key is already used by another instance");
     }
     Registration out;
     auto it = instances_.find(instance_id);
@@ -153,6 +155,8 @@ Result<InstanceRegistry::Registration> InstanceRegistry::register_instance(std::
         InstanceRecord before = record;
         if (record.app_id != app_id) return make_error("instance_id is already registered to a different app");
         if (record.public_key != public_key) {
+            keys_.erase(record.public_key);
+            keys_[public_key] = instance_id;
             record.public_key = public_key;
             record.reg_time = now;
         }
@@ -162,19 +166,23 @@ Result<InstanceRegistry::Registration> InstanceRegistry::register_instance(std::
         }
         if (policy) record.port_policy = std::move(policy);
         if (!app::wg_ip_is_valid(network_, record.ip)) {
-            auto taken = allocated();
-            taken.erase(record.ip);
-            auto ip = app::allocate_wg_ip(network_, taken);
+            ips_.erase(record.ip);
+            auto ip = app::allocate_wg_ip_after(network_, ips_, last_allocated_);
             if (!ip) return make_error("IP pool exhausted: {}", ip.error().message);
             record.ip = *ip;
+            ips_.insert(record.ip);
+            last_allocated_ = record.ip;
         }
         out.changed = !(record == before);
         if (out.changed) top_n_.erase(app_id);
         out.record = record;
         return out;
     }
-    auto ip = app::allocate_wg_ip(network_, allocated());
+    auto ip = app::allocate_wg_ip_after(network_, ips_, last_allocated_);
     if (!ip) return make_error("IP pool exhausted: {}", ip.error().message);
+    ips_.insert(*ip);
+    keys_[public_key] = instance_id;
+    last_allocated_ = *ip;
     Entry entry;
     entry.record.instance_id = instance_id;
     entry.record.app_id = app_id;
@@ -194,27 +202,27 @@ Result<InstanceRegistry::Registration> InstanceRegistry::register_instance(std::
 bool InstanceRegistry::apply(const InstanceRecord& record) {
     std::lock_guard lock(mutex_);
     auto it = instances_.find(record.instance_id);
+    std::shared_ptr<std::atomic<std::uint64_t>> connections;
     if (it != instances_.end()) {
         if (it->second.record == record) return false;
         if (record.reg_time < it->second.record.reg_time) return false;
-        if (it->second.record.app_id != record.app_id) unindex(it->second.record.app_id, record.instance_id);
-        it->second.record = record;
-        index(record.app_id, record.instance_id);
-        return true;
+        connections = it->second.connections;  // live connections keep counting
+        forget(record.instance_id);
     }
     Entry entry;
     entry.record = record;
+    if (connections) entry.connections = std::move(connections);
     instances_.emplace(record.instance_id, std::move(entry));
     index(record.app_id, record.instance_id);
+    ips_.insert(record.ip);
+    keys_[record.public_key] = record.instance_id;
     return true;
 }
 
 bool InstanceRegistry::remove(const std::string& instance_id) {
     std::lock_guard lock(mutex_);
-    auto it = instances_.find(instance_id);
-    if (it == instances_.end()) return false;
-    unindex(it->second.record.app_id, instance_id);
-    instances_.erase(it);
+    if (instances_.find(instance_id) == instances_.end()) return false;
+    forget(instance_id);
     return true;
 }
 
@@ -223,6 +231,8 @@ void InstanceRegistry::clear() {
     instances_.clear();
     apps_.clear();
     top_n_.clear();
+    ips_.clear();
+    keys_.clear();
 }
 
 Result<InstanceRecord> InstanceRegistry::set_admin_policy(const std::string& instance_id, std::optional<PortPolicy> policy) {

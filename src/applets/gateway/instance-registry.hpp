@@ -102,7 +102,7 @@ private:
     };
     void index(const std::string& app_id, const std::string& instance_id);
     void unindex(const std::string& app_id, const std::string& instance_id);
-    std::set<std::string> allocated() const;
+    void forget(const std::string& instance_id);  // from instances_, apps_, ips_ and keys_
     Backend backend_of(const Entry& entry) const;
     UnixSeconds handshake_of(const Entry& entry) const;
 
@@ -113,6 +113,10 @@ private:
     std::map<std::string, std::set<std::string>> apps_;
     std::map<std::string, CachedSelection> top_n_;
     std::map<std::string, UnixSeconds> handshakes_;
+    // Indexes kept with instances_ so that a registration costs log n, not a scan of every instance.
+    std::set<std::string> ips_;
+    std::map<std::string, std::string> keys_;  // WireGuard public key -> instance id
+    std::string last_allocated_;
     bool handshakes_available_ = false;
 };
 
