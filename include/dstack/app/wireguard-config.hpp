@@ -28,6 +28,11 @@ Result<void> validate_wg_network(const WgNetworkConfig& config);
 // The lowest free address of the pool (network and broadcast excluded for prefixes below /31),
 // skipping the gateway's own address and broadcast, reserved nets and `allocated` (dotted quads).
 Result<std::string> allocate_wg_ip(const WgNetworkConfig& config, const std::set<std::string>& allocated);
+// The same, scanning from the address after `after` (wrapping around to the pool's start): with
+// many addresses taken, a caller that passes the last one it handed out gets a free one without
+// rescanning the taken ones each time. `after` empty: first fit.
+Result<std::string> allocate_wg_ip_after(const WgNetworkConfig& config, const std::set<std::string>& allocated,
+                                         std::string_view after);
 // Whether `ip` may stay a CVM's address (in the pool, not reserved, not the gateway's).
 bool wg_ip_is_valid(const WgNetworkConfig& config, std::string_view ip);
 // A WireGuard key: base64 of exactly 32 bytes.

@@ -91,12 +91,29 @@ Result<DomainCertificate> check_domain_certificate(std::string domain, std::stri
             return make_error("certificate for {}: {}", domain, made.error().message);
         }
     }
+    for (std::size_t i = 0; i + 1 < chain->size(); ++i) {
+        // Names must chain (signatures of other key types than P-256 are the client's to check).
+        if ((*chain)[i].issuer_der() != (*chain)[i + 1].subject_der()) {
+            return make_error("certificate for {}: certificate {} of the chain is not issued by the next one", domain, i);
+        }
+    }
+    bool self_signed = leaf.issuer_der() == leaf.subject_der() && leaf.verify_signature_by(leaf).ok();
+    if (source == CertificateSource::acme && self_signed) {
+        return make_error("certificate for {}: a self-signed certificate is not an ACME certificate", domain);
+    }
     DomainCertificate out;
     out.domain = std::move(domain);
     out.source = source;
+    out.self_signed = self_signed;
     out.not_before = leaf.not_before();
     out.not_after = leaf.not_after();
-    out.issuer = chain->size() > 1 ? (*chain)[1].subject_text() : leaf.subject_text();
+    if (self_signed) {
+        out.issuer = leaf.subject_text();
+    } else if (chain->size() > 1 && leaf.issuer_der() == (*chain)[1].subject_der()) {
+        out.issuer = (*chain)[1].subject_text();
+    } else {
+        out.issuer = "(issuer not in the chain)";
+    }
     out.serial_hex = hex_encode(leaf.serial());
     out.sha256_hex = hex_encode(crypto::sha256(leaf.der()));
     out.public_key_der = leaf.spki_der();

@@ -29,14 +29,17 @@ struct DomainCertificate {
     net::tls::CertifiedKey pem;         // chain (leaf first) and key; the key is secret
     CertificateSource source = CertificateSource::self_signed;
     UnixSeconds not_before = 0, not_after = 0;
-    std::string issuer;                 // the leaf's issuer, as text
+    std::string issuer;                 // who signed the leaf (checked), as text
+    bool self_signed = false;           // the leaf signs itself (read from the certificate, not the source)
     std::string serial_hex, sha256_hex; // of the leaf
     Bytes public_key_der;               // the leaf's SubjectPublicKeyInfo (AcmeInfo, zt-cert report data)
     std::string quote_json;             // GetQuote for SHA-512("zt-cert:" || SPKI), when attested
 };
 
 // Parses and checks a chain and key for `domain`: the leaf must cover *.domain, be valid at `now`
-// and match the key. Errors name the domain and what is wrong.
+// and match the key, and each certificate's issuer must be the next one's subject (not a trust decision:
+// that is the client's; a chain that does not hold together is refused). An ACME certificate
+// must not be self-signed. Errors name the domain and what is wrong.
 Result<DomainCertificate> check_domain_certificate(std::string domain, std::string chain_pem, std::string key_pem,
                                                    CertificateSource source, UnixSeconds now);
 

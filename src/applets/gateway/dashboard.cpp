@@ -56,7 +56,7 @@ th{background:#f3f3f3} code{font-size:.9em} .warn{color:#a40;font-weight:600} .o
             "<th>expires</th><th>SHA-256</th></tr>\n";
     if (r.certificates.empty()) page += "<tr><td colspan=\"5\">none: TLS is refused for every name</td></tr>\n";
     for (const auto& c : r.certificates) {
-        bool self_signed = c.source == CertificateSource::self_signed;
+        bool self_signed = c.self_signed;
         page += fmt::format("<tr data-domain=\"{}\"><td>*.{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td><code>{}"
                             "</code></td></tr>\n",
                             escape(c.domain), escape(c.domain), self_signed ? "warn" : "ok",

@@ -458,6 +458,11 @@ asio::awaitable<Result<void>> Gateway::ensure_self_signed(asio::any_io_executor 
     const auto& domain = settings_.base_domain;
     if (domain.empty() || !settings_.self_signed_fallback) co_return Result<void>();
     auto now = system_now();
+    // Only when nothing better covers the domain (checked again every minute, so an expiring or
+    // removed certificate brings it back).
+    if (certificates_->layer(domain, CertificateSource::acme) || certificates_->layer(domain, CertificateSource::static_file)) {
+        co_return Result<void>();
+    }
     if (auto current = certificates_->layer(domain, CertificateSource::self_signed);
         current && current->not_after - now > self_signed_renew_before) {
         co_return Result<void>();

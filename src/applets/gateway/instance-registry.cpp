@@ -46,6 +46,14 @@ Result<std::optional<PortPolicy>> read_policy(const json::Object& object, std::s
     return std::optional<PortPolicy>(std::move(policy));
 }
 
+// App and instance ids as RegisterCvm writes them: lowercase hex of at most 32 bytes.
+Result<void> check_id(std::string_view what, std::string_view id) {
+    bool hex = !id.empty() && id.size() <= 64 && id.size() % 2 == 0 &&
+               std::all_of(id.begin(), id.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+    if (!hex) return make_error("{} {:?} is not lowercase hex of 1 to 32 bytes", what, std::string(id.substr(0, 80)));
+    return {};
+}
+
 }  // namespace
 
 std::string encode_instance(const InstanceRecord& record) {
@@ -91,7 +99,8 @@ Result<InstanceRecord> decode_instance(std::string_view text) {
     DSTACK_TRY(record.port_policy_hash, object.string("port_policy_hash"));
     DSTACK_TRY(record.admin_port_policy, read_policy(object, "admin_port_policy"));
     DSTACK_TRY(record.node_id, object.uint_as<std::uint32_t>("node_id"));
-    if (record.instance_id.empty() || record.app_id.empty()) return make_error("instance record without an instance or app id");
+    DSTACK_CHECK(check_id("instance id", record.instance_id));
+    DSTACK_CHECK(check_id("app id", record.app_id));
     // The store is shared with other nodes: what reaches the WireGuard device and the proxy's
     // connect must be an address and a key, nothing else.
     asio::error_code ec;
@@ -138,6 +147,8 @@ Result<InstanceRegistry::Registration> InstanceRegistry::register_instance(std::
                                                                            UnixSeconds now) {
     if (app_id.empty()) return make_error("the client's app id is empty");
     if (instance_id.empty()) return make_error("the client's instance id is empty");
+    DSTACK_CHECK(check_id("app id", app_id));
+    DSTACK_CHECK(check_id("instance id", instance_id));
     if (policy) {
         for (const auto& [port, pp] : policy->ports) {
             if (port == 0) return make_error("port policy: port 0 is not 1 to 65535");

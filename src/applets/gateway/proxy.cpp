@@ -86,6 +86,7 @@ struct LifetimeCanceller {
 // A TLS alert record (TLS 1.2 framing, as servers send before a version is agreed).
 Bytes tls_alert(std::uint8_t description) { return Bytes{0x15, 0x03, 0x03, 0x00, 0x02, 0x02, description}; }
 constexpr std::uint8_t alert_handshake_failure = 40;
+constexpr std::uint8_t alert_decode_error = 50;
 constexpr std::uint8_t alert_internal_error = 80;
 constexpr std::uint8_t alert_unrecognized_name = 112;
 
@@ -371,6 +372,8 @@ asio::awaitable<Result<void>> Proxy::handle(std::shared_ptr<Connection> connecti
                                                        "This port speaks TLS: use https:// with a host name under the "
                                                        "gateway's domain.\n");
                 co_await client->write_all(ByteView(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()), ignored);
+            } else if (!seen.empty() && seen[0] == 0x16) {
+                co_await client->write_all(tls_alert(alert_decode_error), ignored);  // a TLS client: tell it why
             }
             co_return make_error("ClientHello: {}", hello.error);
         }
@@ -562,6 +565,7 @@ asio::awaitable<Result<void>> Proxy::handle(std::shared_ptr<Connection> connecti
 
     std::error_code ec;
     if (wants_proxy_header(picked, target.port)) {
+        inbound.tlvs.clear();  // the load balancer's TLVs are for us, not for the app
         co_await backend->write_all(net::encode_proxy_header(inbound), ec);
         if (ec) co_return make_error("backend {}: {}", picked.instance_id, ec.message());
     }

@@ -71,19 +71,23 @@ asio::awaitable<void> copy(std::shared_ptr<RelayState> state, bool from_client, 
         if (counter != nullptr) counter->fetch_add(n, std::memory_order_relaxed);
         if (n == buffer.size() && buffer.size() < large_buffer) buffer.resize(large_buffer);
     }
+    ++state->progress;  // the quiet period after a half-close counts from the close
     if (--state->running == 0) {
         state->done.cancel();
         state->watchdog.cancel();
     }
 }
 
-asio::awaitable<void> watch_idle(std::shared_ptr<RelayState> state, std::chrono::milliseconds idle) {
-    auto period = std::max<std::chrono::milliseconds>(idle / 4, std::chrono::milliseconds(500));
-    period = std::min(period, idle);
-    auto ticks_allowed = std::max<long>(1, static_cast<long>(idle / period));
+asio::awaitable<void> watch_idle(std::shared_ptr<RelayState> state, std::chrono::milliseconds idle,
+                                 std::chrono::milliseconds half_closed_idle) {
+    half_closed_idle = std::min(half_closed_idle, idle);
+    auto period = std::max<std::chrono::milliseconds>(half_closed_idle / 4, std::chrono::milliseconds(250));
+    period = std::min(period, half_closed_idle);
     long quiet_ticks = 0;
     std::uint64_t seen = state->progress;
     while (state->running > 0) {
+        auto limit = state->running < 2 ? half_closed_idle : idle;
+        auto ticks_allowed = std::max<long>(1, static_cast<long>(limit / period));
         state->watchdog.expires_after(period);
         std::error_code ec;
         co_await state->watchdog.async_wait(asio::redirect_error(asio::use_awaitable, ec));
@@ -111,7 +115,7 @@ asio::awaitable<RelayResult> relay(std::shared_ptr<net::Stream> client, std::sha
     state->backend = std::move(backend);
     state->done.expires_at(std::chrono::steady_clock::time_point::max());
     RelayResult result;
-    asio::co_spawn(executor, watch_idle(state, options.idle), asio::detached);
+    asio::co_spawn(executor, watch_idle(state, options.idle, options.half_closed_idle), asio::detached);
     asio::co_spawn(executor, copy(state, true, counters, &result.client_to_backend), asio::detached);
     co_await copy(state, false, counters, &result.backend_to_client);
     while (state->running > 0) {

@@ -20,6 +20,10 @@ namespace dstack::applets::gateway {
 struct RelayOptions {
     RelayOptions() = default;  // travels into coroutines (README: g++ 12 aggregate pitfall)
     std::chrono::milliseconds idle{600'000};
+    // Once one side has ended its stream, the other must finish within this much quiet too
+    // (haproxy's client-fin/server-fin): a peer that is gone must not hold two sockets for the
+    // whole idle timeout.
+    std::chrono::milliseconds half_closed_idle{30'000};
 };
 
 struct RelayResult {

@@ -1,5 +1,8 @@
 #include "services.hpp"
 
+#include <cctype>
+#include <optional>
+
 #include <fmt/format.h>
 
 #include "dashboard.hpp"
@@ -170,6 +173,39 @@ asio::awaitable<http::Response> serve_rpc(std::shared_ptr<Gateway>, net::prpc::S
     co_return response;
 }
 
+// The Admin API changes the gateway: a browser that holds the operator's credentials (Basic, cached
+// for the dashboard) must not be made to call it from another site. Methods take POST only; a
+// request a page could send without a CORS preflight (a form's content types) or that says it
+// comes from elsewhere (Origin, Sec-Fetch-Site) is refused.
+std::optional<http::Response> refuse_cross_site(const http::Request& request) {
+    if (request.method != "POST") {
+        auto response = http::Response::json_error(405, "Admin methods take POST (with a JSON body, or none)");
+        response.headers.set("Allow", "POST");
+        return response;
+    }
+    if (auto type = request.headers.get("Content-Type")) {
+        std::string lower(*type);
+        for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        for (std::string_view form : {"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"}) {
+            if (lower.compare(0, form.size(), form) == 0) {
+                return http::Response::json_error(415, "send Content-Type: application/json (form content types are refused: a "
+                                                       "web page could send them on the operator's behalf)");
+            }
+        }
+    }
+    if (auto site = request.headers.get("Sec-Fetch-Site"); site && *site != "same-origin" && *site != "none") {
+        return http::Response::json_error(403, "cross-site request refused");
+    }
+    if (auto origin = request.headers.get("Origin")) {
+        auto host = request.headers.get("Host");
+        std::string_view text = *origin;
+        auto scheme = text.find("://");
+        if (scheme != std::string_view::npos) text.remove_prefix(scheme + 3);
+        if (!host || text != *host) return http::Response::json_error(403, "cross-site request refused (Origin is another site)");
+    }
+    return std::nullopt;
+}
+
 bool admin_allowed(const Settings& settings, const http::Request& request) {
     return settings.admin_insecure_no_auth || admin_token_matches(settings.admin_token, request, true);
 }
@@ -191,7 +227,10 @@ asio::awaitable<http::Response> serve_admin(std::shared_ptr<Gateway> gateway, ne
         response.headers.set("Content-Type", "text/plain; version=0.0.4");
         co_return response;
     }
-    if (service.method_name(request.path) && service.matches(request)) co_return co_await service.handle(request, connection);
+    if (service.method_name(request.path)) {
+        if (auto refused = refuse_cross_site(request)) co_return std::move(*refused);
+        if (service.matches(request)) co_return co_await service.handle(request, connection);
+    }
     co_return http::Response::json_error(404, "not found");
 }
 

@@ -178,7 +178,7 @@ std::string status_json(const StatusReport& report) {
         json::key(out, "source");
         json::string(out, source_name(certificate.source));
         json::key(out, "self_signed");
-        out.Bool(certificate.source == CertificateSource::self_signed);
+        out.Bool(certificate.self_signed);
         json::key(out, "not_before");
         out.Int64(certificate.not_before);
         json::key(out, "not_after");
@@ -239,7 +239,7 @@ std::string metrics_text(const StatusReport& report) {
            "# TYPE dstack_gateway_certificate_self_signed gauge\n";
     for (const auto& certificate : report.certificates) {
         out += fmt::format("dstack_gateway_certificate_self_signed{{domain=\"{}\"}} {}\n", label(certificate.domain),
-                           certificate.source == CertificateSource::self_signed ? 1 : 0);
+                           certificate.self_signed ? 1 : 0);
     }
     return out;
 }

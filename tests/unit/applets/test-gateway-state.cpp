@@ -26,14 +26,14 @@ PortPolicy open_policy() { return PortPolicy{}; }
 
 TEST_CASE("registry: the first CVMs get 10.0.0.2 and 10.0.0.3; re-registering changes nothing") {
     auto r = registry();
-    auto a = r.register_instance("aa", "i1", "c1", wg_key(1), open_policy(), 1000);
+    auto a = r.register_instance("aa", "01", "c1", wg_key(1), open_policy(), 1000);
     REQUIRE(a);
     CHECK(a->record.ip == "10.0.0.2");
     CHECK(a->changed);
-    auto b = r.register_instance("aa", "i2", "c1", wg_key(2), open_policy(), 1001);
+    auto b = r.register_instance("aa", "02", "c1", wg_key(2), open_policy(), 1001);
     REQUIRE(b);
     CHECK(b->record.ip == "10.0.0.3");
-    auto again = r.register_instance("aa", "i1", "c1", wg_key(1), open_policy(), 5000);
+    auto again = r.register_instance("aa", "01", "c1", wg_key(1), open_policy(), 5000);
     REQUIRE(again);
     CHECK_FALSE(again->changed);
     CHECK(again->record.ip == "10.0.0.2");
@@ -42,17 +42,21 @@ TEST_CASE("registry: the first CVMs get 10.0.0.2 and 10.0.0.3; re-registering ch
 
 TEST_CASE("registry: RegisterCvm's refusals") {
     auto r = registry();
-    REQUIRE(r.register_instance("aa", "i1", "c1", wg_key(1), open_policy(), 1));
-    auto other_app = r.register_instance("bb", "i1", "c1", wg_key(1), open_policy(), 2);
+    REQUIRE(r.register_instance("aa", "01", "c1", wg_key(1), open_policy(), 1));
+    auto other_app = r.register_instance("bb", "01", "c1", wg_key(1), open_policy(), 2);
     REQUIRE_FALSE(other_app);
     CHECK(other_app.error().message.find("already registered to a different app") != std::string::npos);
-    auto reused_key = r.register_instance("aa", "i2", "c1", wg_key(1), open_policy(), 2);
+    auto reused_key = r.register_instance("aa", "02", "c1", wg_key(1), open_policy(), 2);
     REQUIRE_FALSE(reused_key);
     CHECK(reused_key.error().message.find("already used by another instance") != std::string::npos);
-    CHECK_FALSE(r.register_instance("aa", "i3", "c1", "not-a-wireguard-key", open_policy(), 2));
-    CHECK_FALSE(r.register_instance("aa", "i3", "c1", "AQID", open_policy(), 2));
-    CHECK_FALSE(r.register_instance("", "i3", "c1", wg_key(3), open_policy(), 2));
+    CHECK_FALSE(r.register_instance("aa", "03", "c1", "not-a-wireguard-key", open_policy(), 2));
+    CHECK_FALSE(r.register_instance("aa", "03", "c1", "AQID", open_policy(), 2));
+    CHECK_FALSE(r.register_instance("", "03", "c1", wg_key(3), open_policy(), 2));
     CHECK_FALSE(r.register_instance("aa", "", "c1", wg_key(3), open_policy(), 2));
+    CHECK_FALSE(r.register_instance("AA", "03", "c1", wg_key(3), open_policy(), 2));   // ids are lowercase hex
+    CHECK_FALSE(r.register_instance("aa", "0x03", "c1", wg_key(3), open_policy(), 2));
+    CHECK_FALSE(r.register_instance("aa", std::string(66, 'a'), "c1", wg_key(3), open_policy(), 2));
+    CHECK_FALSE(r.register_instance("aa", "03", "c1", wg_key(0), open_policy(), 2));  // the all-zero key
     CHECK(r.size() == 1);
 }
 
@@ -61,18 +65,18 @@ TEST_CASE("registry: a key change bumps reg_time; a compose change drops the rep
     PortPolicy restricted;
     restricted.restrict_mode = true;
     restricted.ports[443] = true;
-    REQUIRE(r.register_instance("aa", "i1", "c1", wg_key(1), restricted, 10));
-    auto rekeyed = r.register_instance("aa", "i1", "c1", wg_key(9), std::nullopt, 20);
+    REQUIRE(r.register_instance("aa", "01", "c1", wg_key(1), restricted, 10));
+    auto rekeyed = r.register_instance("aa", "01", "c1", wg_key(9), std::nullopt, 20);
     REQUIRE(rekeyed);
     CHECK(rekeyed->changed);
     CHECK(rekeyed->record.reg_time == 20);
     CHECK(rekeyed->record.port_policy == restricted);  // absent: the cached one stays
-    auto upgraded = r.register_instance("aa", "i1", "c2", wg_key(9), std::nullopt, 30);
+    auto upgraded = r.register_instance("aa", "01", "c2", wg_key(9), std::nullopt, 30);
     REQUIRE(upgraded);
     CHECK_FALSE(upgraded->record.port_policy);  // unknown until the new compose reports one
     // The operator's override survives the upgrade.
-    REQUIRE(r.set_admin_policy("i1", open_policy()));
-    auto again = r.register_instance("aa", "i1", "c3", wg_key(9), std::nullopt, 40);
+    REQUIRE(r.set_admin_policy("01", open_policy()));
+    auto again = r.register_instance("aa", "01", "c3", wg_key(9), std::nullopt, 40);
     REQUIRE(again);
     CHECK(effective_policy(again->record) == std::optional<PortPolicy>(open_policy()));
     CHECK_FALSE(r.set_admin_policy("nope", std::nullopt));
@@ -81,32 +85,32 @@ TEST_CASE("registry: a key change bumps reg_time; a compose change drops the rep
 TEST_CASE("registry: top-N by latest handshake, cached until an instance is added or removed") {
     auto r = registry();
     for (int i = 0; i < 4; ++i) {
-        REQUIRE(r.register_instance("app", "i" + std::to_string(i), "c", wg_key(static_cast<std::uint8_t>(i + 1)), open_policy(), 1));
+        REQUIRE(r.register_instance("ab", "0" + std::to_string(i), "c", wg_key(static_cast<std::uint8_t>(i + 1)), open_policy(), 1));
     }
     UnixSeconds now = 100000;
     r.set_handshakes({{wg_key(1), now}, {wg_key(2), now - 1}, {wg_key(3), now - 2}, {wg_key(4), now - 3600}}, true);
-    auto selected = r.select("app", 3, now, 1800, 30);
+    auto selected = r.select("ab", 3, now, 1800, 30);
     REQUIRE(selected);
     REQUIRE(selected->backends.size() == 3);
-    CHECK(selected->backends[0].instance_id == "i0");
-    CHECK(selected->backends[1].instance_id == "i1");
-    CHECK(selected->backends[2].instance_id == "i2");
+    CHECK(selected->backends[0].instance_id == "00");
+    CHECK(selected->backends[1].instance_id == "01");
+    CHECK(selected->backends[2].instance_id == "02");
     // Changed handshakes are ignored while the cache is fresh.
     r.set_handshakes({{wg_key(1), 0}, {wg_key(2), 0}, {wg_key(3), now}, {wg_key(4), now}}, true);
-    selected = r.select("app", 3, now + 1, 1800, 30);
+    selected = r.select("ab", 3, now + 1, 1800, 30);
     REQUIRE(selected);
-    CHECK(selected->backends[0].instance_id == "i0");
+    CHECK(selected->backends[0].instance_id == "00");
     // A new instance clears the cache: now only two are healthy.
-    REQUIRE(r.register_instance("app", "i4", "c", wg_key(5), open_policy(), 2));
-    selected = r.select("app", 3, now + 2, 1800, 30);
+    REQUIRE(r.register_instance("ab", "04", "c", wg_key(5), open_policy(), 2));
+    selected = r.select("ab", 3, now + 2, 1800, 30);
     REQUIRE(selected);
     REQUIRE(selected->backends.size() == 2);
     // An instance id selects exactly that instance, healthy or not.
-    selected = r.select("i1", 3, now, 1800, 30);
+    selected = r.select("01", 3, now, 1800, 30);
     REQUIRE(selected);
     REQUIRE(selected->backends.size() == 1);
-    CHECK(selected->backends[0].instance_id == "i1");
-    CHECK(selected->app_id == "app");
+    CHECK(selected->backends[0].instance_id == "01");
+    CHECK(selected->app_id == "ab");
     auto unknown = r.select("nope", 3, now, 1800, 30);
     REQUIRE_FALSE(unknown);
     CHECK(unknown.error().message.find("app not found") != std::string::npos);
@@ -114,23 +118,23 @@ TEST_CASE("registry: top-N by latest handshake, cached until an instance is adde
 
 TEST_CASE("registry: without handshake data every instance is a candidate, in registration order") {
     auto r = registry();
-    REQUIRE(r.register_instance("app", "b", "c", wg_key(1), open_policy(), 5));
-    REQUIRE(r.register_instance("app", "a", "c", wg_key(2), open_policy(), 6));
-    auto selected = r.select("app", 3, 10, 1800, 30);
+    REQUIRE(r.register_instance("ab", "0b", "c", wg_key(1), open_policy(), 5));
+    REQUIRE(r.register_instance("ab", "0a", "c", wg_key(2), open_policy(), 6));
+    auto selected = r.select("ab", 3, 10, 1800, 30);
     REQUIRE(selected);
     REQUIRE(selected->backends.size() == 2);
-    CHECK(selected->backends[0].instance_id == "b");
+    CHECK(selected->backends[0].instance_id == "0b");
 }
 
 TEST_CASE("registry: expiry needs both an old registration and no recent handshake") {
     auto r = registry();
-    REQUIRE(r.register_instance("app", "old", "c", wg_key(1), open_policy(), 100));
-    REQUIRE(r.register_instance("app", "seen", "c", wg_key(2), open_policy(), 100));
-    REQUIRE(r.register_instance("app", "new", "c", wg_key(3), open_policy(), 900));
+    REQUIRE(r.register_instance("ab", "0d", "c", wg_key(1), open_policy(), 100));
+    REQUIRE(r.register_instance("ab", "5e", "c", wg_key(2), open_policy(), 100));
+    REQUIRE(r.register_instance("ab", "0e", "c", wg_key(3), open_policy(), 900));
     r.set_handshakes({{wg_key(2), 950}}, true);
     auto expired = r.expired(500);
     REQUIRE(expired.size() == 1);
-    CHECK(expired[0] == "old");
+    CHECK(expired[0] == "0d");
 }
 
 TEST_CASE("registry: records round-trip through the store's JSON; a newer record from another node wins") {
@@ -139,13 +143,16 @@ TEST_CASE("registry: records round-trip through the store's JSON; a newer record
     policy.restrict_mode = true;
     policy.ports[8080] = false;
     policy.ports[443] = true;
-    auto made = r.register_instance("app", "i1", "c1", wg_key(1), policy, 10);
+    auto made = r.register_instance("ab", "01", "c1", wg_key(1), policy, 10);
     REQUIRE(made);
     auto text = encode_instance(made->record);
     auto back = decode_instance(text);
     REQUIRE(back);
     CHECK(*back == made->record);
     CHECK_FALSE(decode_instance(R"({"instance_id":"x"})"));
+    InstanceRecord bad_id = made->record;
+    bad_id.app_id = "<script>";
+    CHECK_FALSE(decode_instance(encode_instance(bad_id)));
     // A record from the shared store cannot smuggle lines into the WireGuard device's configuration.
     InstanceRecord hostile = made->record;
     hostile.ip = "10.0.0.2/32\nremove=true";
@@ -164,7 +171,7 @@ TEST_CASE("registry: records round-trip through the store's JSON; a newer record
     newer.reg_time = 50;
     newer.node_id = 2;
     CHECK(r.apply(newer));
-    CHECK(r.find("i1")->node_id == 2);
+    CHECK(r.find("01")->node_id == 2);
 }
 
 TEST_CASE("certificate store: *.domain matches exactly one more label; the best layer is served") {
