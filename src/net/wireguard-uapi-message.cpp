@@ -22,19 +22,45 @@ Result<T> number(std::string_view text, std::string_view what) {
     return value;
 }
 
-// "10.0.0.2" → "10.0.0.2/32"; "a.b.c.d/N" as given. IPv4 only.
-Result<std::string> allowed_ip_text(std::string_view ip) {
-    std::string text(ip);
-    auto slash = text.find('/');
-    std::string address = text.substr(0, slash);
-    int dots = 0;
-    for (char c : address) {
-        if (c == '.') ++dots;
-        else if (c < '0' || c > '9') return make_error("WireGuard peer address {:?} is not IPv4", text);
+// A run of 1 to `max_digits` decimal digits at `text`'s start, at most `max`; -1 otherwise.
+int decimal(std::string_view& text, std::size_t max_digits, int max) {
+    int value = 0;
+    std::size_t digits = 0;
+    while (digits < text.size() && digits < max_digits && text[digits] >= '0' && text[digits] <= '9') {
+        value = value * 10 + (text[digits] - '0');
+        ++digits;
     }
-    if (dots != 3) return make_error("WireGuard peer address {:?} is not IPv4", text);
-    if (slash == std::string::npos) text += "/32";
-    return text;
+    if (digits == 0 || value > max) return -1;
+    text.remove_prefix(digits);
+    return value;
+}
+
+// "10.0.0.2" → "10.0.0.2/32"; "a.b.c.d/N" → the network in canonical form (host bits cleared,
+// as the device reports it, so that an unchanged peer compares equal). IPv4 only, parsed in full:
+// the text goes into a line-oriented request, so anything else (a newline above all) is refused.
+Result<std::string> allowed_ip_text(std::string_view ip) {
+    auto refuse = [&] { return make_error("WireGuard peer address {:?} is not IPv4 (a.b.c.d or a.b.c.d/N)", std::string(ip)); };
+    std::string_view rest = ip;
+    std::uint32_t address = 0;
+    for (int i = 0; i < 4; ++i) {
+        if (i > 0) {
+            if (rest.empty() || rest.front() != '.') return refuse();
+            rest.remove_prefix(1);
+        }
+        int octet = decimal(rest, 3, 255);
+        if (octet < 0) return refuse();
+        address = (address << 8) | static_cast<std::uint32_t>(octet);
+    }
+    int prefix = 32;
+    if (!rest.empty()) {
+        if (rest.front() != '/') return refuse();
+        rest.remove_prefix(1);
+        prefix = decimal(rest, 2, 32);
+        if (prefix < 0 || !rest.empty()) return refuse();
+    }
+    std::uint32_t mask = prefix == 0 ? 0 : ~std::uint32_t(0) << (32 - prefix);
+    address &= mask;
+    return fmt::format("{}.{}.{}.{}/{}", address >> 24, (address >> 16) & 255, (address >> 8) & 255, address & 255, prefix);
 }
 
 }  // namespace
@@ -107,12 +133,16 @@ Result<WgDeviceStatus> parse_wg_uapi_get_reply(std::string_view reply) {
     WgPeerStatus* peer = nullptr;
     bool saw_errno = false;
     std::size_t pos = 0;
+    bool ended = false;
     while (pos < reply.size()) {
         auto end = reply.find('\n', pos);
-        if (end == std::string_view::npos) return make_error("WireGuard UAPI: reply does not end with a blank line");
+        if (end == std::string_view::npos) break;
         auto line = reply.substr(pos, end - pos);
         pos = end + 1;
-        if (line.empty()) break;
+        if (line.empty()) {
+            ended = true;
+            break;
+        }
         auto eq = line.find('=');
         if (eq == std::string_view::npos) return make_error("WireGuard UAPI: line {:?} is not key=value", std::string(line.substr(0, 64)));
         auto key = line.substr(0, eq), value = line.substr(eq + 1);
@@ -152,6 +182,8 @@ Result<WgDeviceStatus> parse_wg_uapi_get_reply(std::string_view reply) {
             peer->allowed_ips.emplace_back(value);
         }
     }
+    // A reply cut short (the device died mid-answer) must not read as a device with fewer peers.
+    if (!ended) return make_error("WireGuard UAPI: reply does not end with a blank line");
     if (!saw_errno) return make_error("WireGuard UAPI: get reply without errno");
     return status;
 }

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "dstack/base/bytes.hpp"
 #include "dstack/net/connect.hpp"
 #include "dstack/net/stream-watchdog.hpp"
 
@@ -22,6 +23,8 @@ asio::awaitable<Result<std::string>> WireGuardDevice::exchange(asio::any_io_exec
     watchdog->arm(std::chrono::steady_clock::now() + timeout_);
     std::error_code ec;
     co_await stream->write_all(as_bytes(request), ec);
+    // A set_interface request carries the private key: it does not outlive the write.
+    wipe({reinterpret_cast<std::uint8_t*>(request.data()), request.size()});
     if (ec) co_return make_error("WireGuard UAPI {}: {}", socket_.string(), ec.message());
     std::string reply;
     std::vector<std::uint8_t> buffer(16 * 1024);
@@ -40,13 +43,17 @@ asio::awaitable<Result<std::string>> WireGuardDevice::exchange(asio::any_io_exec
         reply.append(reinterpret_cast<const char*>(buffer.data()), n);
     }
     stream->close();
+    wipe(buffer);  // the last chunk of a get reply may hold the private key
     co_return reply;
 }
 
 asio::awaitable<Result<WgDeviceStatus>> WireGuardDevice::status(asio::any_io_executor ex) {
     auto reply = co_await exchange(ex, "get=1\n\n");
     if (!reply) co_return std::move(reply).take_error();
-    co_return parse_wg_uapi_get_reply(*reply);
+    auto status = parse_wg_uapi_get_reply(*reply);
+    // A get reply carries the device's private key.
+    wipe({reinterpret_cast<std::uint8_t*>(reply->data()), reply->size()});
+    co_return status;
 }
 
 asio::awaitable<Result<void>> WireGuardDevice::set_interface(asio::any_io_executor ex, std::string private_key_b64,
