@@ -124,9 +124,6 @@ Result<Bytes> parse_wg_public_key(std::string_view text) {
     if (!bytes || bytes->size() != 32 || text.size() != 44) {
         return make_error("invalid WireGuard public key: expected 32 bytes of base64 (44 characters)");
     }
-    if (std::all_of(bytes->begin(), bytes->end(), [](std::uint8_t b) { return b == 0; })) {
-        return make_error("invalid WireGuard public key: all zeros");
-    }
     return std::move(*bytes);
 }
 
