@@ -82,7 +82,7 @@ done
 # The KMS and the gateway without arguments: a usage error naming their subcommands (they never
 # start serving unasked).
 check "dstack kms without arguments: exit 2 naming its subcommands" output_has 2 'subcommands: bootstrap' "$DSTACK" kms
-check "dstack gateway without arguments: exit 2 naming its subcommands" output_has 2 'subcommands: certbot, serve' "$DSTACK" gateway
+check "dstack gateway without arguments: exit 2 naming its subcommands" output_has 2 'subcommands: certbot, register, serve' "$DSTACK" gateway
 # The agent is implemented: off a TDX guest it fails and says how to run the simulator.
 check "dstack agent off a TDX guest fails pointing to --simulator" output_has 1 'agent --simulator DIR' "$DSTACK" agent
 
