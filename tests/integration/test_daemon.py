@@ -177,9 +177,10 @@ def main(h):
         r = h.run([h.dstack, "kms", "serve", "--no-such-flag"])
         h.check("kms serve: an unknown flag: exit 2, points to --help",
                 r.rc == 2 and "--no-such-flag" in r.err and "(see dstack kms --help)" in r.err, r)
-        for applet in ["gateway", "vmm"]:
-            r = h.run([h.dstack, applet, "--listen", "x"])
-            h.check(f"{applet}: not implemented yet, exit 2", r.rc == 2 and "not implemented yet" in r.err, r)
+        r = h.run([h.dstack, "vmm", "--listen", "x"])
+        h.check("vmm: not implemented yet, exit 2", r.rc == 2 and "not implemented yet" in r.err, r)
+        r = h.run([h.dstack, "gateway", "--listen", "x", "--no-wireguard", "--data-dir", h.tmpdir("gateway-data")])
+        h.check("gateway: a bad --listen address fails naming it", r.rc != 0 and "listen address 'x'" in r.err, r)
 
 
 if __name__ == "__main__":
